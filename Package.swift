@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "drover",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "drover", targets: ["drover"]),
+        .executable(name: "drover-mock-agent", targets: ["drover-mock-agent"]),
+        .library(name: "DroverCore", targets: ["DroverCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Debian's libuv1-dev, found through pkg-config.
+        .systemLibrary(
+            name: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        // The wire format shared by the supervisor and every Swift worker: JSON values and
+        // length-prefixed frames. No Foundation, so workers start fast.
+        .target(name: "DroverWire"),
+        .target(
+            name: "DroverCore",
+            dependencies: [
+                "CLibUV", "DroverWire",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "drover",
+            dependencies: [
+                "DroverCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "drover-mock-agent",
+            dependencies: ["DroverWire"],
+            path: "workers/mock-agent"
+        ),
+        .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
+        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,284 @@
+// drover-mock-agent: the built-in worker for the demo, the tests and the benchmarks.
+// It speaks drover's framed protocol on stdin/stdout and acts out the `@` directives of its
+// prompt (SPEC section 10). Single-threaded: every wait is a poll on stdin, so a `cancel`
+// or `prompt` frame is seen while it sleeps.
+import DroverWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+@main
+enum MockAgentMain {
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        let agent = MockAgent()
+        agent.run()
+    }
+}
+
+final class MockAgent {
+    private var decoder = FrameDecoder()
+    private var start: JSONObject?
+    private var prompts: [String] = []
+    private var ignoringTerm = false
+    private var sentResult = false
+    private var lastMessage: String?
+
+    func run() {
+        send(["type": "hello", "protocol": 1, "worker": "drover-mock-agent", "version": "1"])
+        while start == nil { pump(timeoutMs: -1) }
+        let start = self.start!
+        let agent = start["agent"]?.stringValue ?? "mock"
+        let prompt = start["prompt"]?.stringValue ?? ""
+        if start["resume"]?.boolValue == true {
+            let session = start["session_id"]?.stringValue ?? "?"
+            let earlier = countMessages(inTranscript: start["transcript_path"]?.stringValue)
+            message("resumed \(session) with \(earlier) earlier messages")
+        }
+        let lines = prompt.split(separator: "\n", omittingEmptySubsequences: false).map { String($0) }
+        let directives = lines.filter { $0.hasPrefix("@") }
+        if directives.isEmpty {
+            defaultWork(agent: agent, firstLine: lines.first { !$0.isEmpty } ?? "")
+        } else {
+            for directive in directives { perform(directive) }
+        }
+        if !sentResult { send(["type": "result", "text": .string(lastMessage ?? "done")]) }
+        exit(0)
+    }
+
+    // MARK: default behaviour
+
+    private func defaultWork(agent: String, firstLine: String) {
+        let seconds = Double(getenv("DROVER_MOCK_SECONDS").map { String(cString: $0) } ?? "1") ?? 1
+        let step = max(0, Int(seconds * 1000 / 4))
+        message("\(agent): looking into \(firstLine)")
+        wait(milliseconds: step)
+        send(["type": "progress", "tool": "grep", "input": ["pattern": .string(firstLine)], "text": "searching"])
+        wait(milliseconds: step)
+        send(["type": "progress", "tool": "read", "input": ["path": "README.md"], "text": "reading"])
+        wait(milliseconds: step)
+        message("\(agent): found what matters for \(firstLine)")
+        wait(milliseconds: step)
+        send(["type": "result", "text": .string("\(agent) finished: \(firstLine)")])
+        sentResult = true
+    }
+
+    // MARK: directives
+
+    private func perform(_ line: String) {
+        let body = line.dropFirst()
+        let name: Substring
+        let argument: String
+        if let space = body.firstIndex(of: " ") {
+            name = body[..<space]
+            argument = String(body[body.index(after: space)...])
+        } else {
+            name = body
+            argument = ""
+        }
+        switch name {
+        case "sleep":
+            wait(milliseconds: duration(argument, line))
+        case "busy":
+            let deadline = nowMs() + duration(argument, line)
+            while nowMs() < deadline {
+                send(["type": "heartbeat"])
+                wait(milliseconds: min(250, deadline - nowMs()))
+            }
+        case "message":
+            message(argument)
+        case "tool":
+            let parts = argument.split(separator: " ", maxSplits: 1).map(String.init)
+            var input: JSONValue = .object(JSONObject())
+            if parts.count > 1 {
+                guard let parsed = try? JSONParser.parse(parts[1]).value else { fail("bad JSON in \(line)") }
+                input = parsed
+            }
+            send(["type": "progress", "tool": .string(parts.first ?? "tool"), "input": input, "text": .string(parts.first ?? "tool")])
+        case "todo":
+            guard let open = Int(argument) else { fail("bad count in \(line)") }
+            send(["type": "todo", "open": .number(Double(open)), "total": .number(Double(open))])
+        case "idle":
+            send(["type": "idle"])
+        case "result":
+            send(["type": "result", "text": .string(argument)])
+            sentResult = true
+        case "error":
+            send(["type": "error", "message": .string(argument), "retryable": false])
+        case "exit":
+            guard let code = Int32(argument) else { fail("bad exit code in \(line)") }
+            exit(code)
+        case "crash":
+            // Reset first: the Swift runtime's crash handler would otherwise print a backtrace.
+            signal(SIGSEGV, SIG_DFL)
+            raise(SIGSEGV)
+        case "hang":
+            while true { pump(timeoutMs: -1) }
+        case "ignore-term":
+            signal(SIGTERM, SIG_IGN)
+            ignoringTerm = true
+        case "spawn-grandchild":
+            spawnGrandchild(pidFile: argument)
+        case "garbage":
+            let text = Array("this is garbage!".utf8)
+            writeAll(FrameEncoder.header(length: UInt32(text.count)) + text)
+        case "oversize":
+            writeAll(FrameEncoder.header(length: 0x8000_0000))
+        case "stderr":
+            writeAll(Array((argument + "\n").utf8), fd: 2)
+        case "echo-env":
+            message(getenv(argument).map { String(cString: $0) } ?? "<unset>")
+        case "pwd":
+            if let cwd = getcwd(nil, 0) {
+                message(String(cString: cwd))
+                free(cwd)
+            } else {
+                message("<unknown>")
+            }
+        case "flood":
+            let parts = argument.split(separator: " ")
+            guard parts.count == 2, let count = Int(parts[0]), let size = Int(parts[1]) else { fail("usage: @flood N BYTES") }
+            let text = String(repeating: "x", count: size)
+            for _ in 0..<count { message(text) }
+        case "await-prompt":
+            while prompts.isEmpty { pump(timeoutMs: -1) }
+            message(prompts.removeFirst())
+        default:
+            fail("unknown directive \(line)")
+        }
+    }
+
+    private func duration(_ text: String, _ line: String) -> Int {
+        guard let ms = DurationText.milliseconds(text) else { fail("bad duration in \(line)") }
+        return ms
+    }
+
+    private func spawnGrandchild(pidFile: String) {
+        var pid: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("100000"), nil]
+        defer { argv.forEach { free($0) } }
+        let rc = posix_spawnp(&pid, "sleep", nil, nil, argv, environ)
+        guard rc == 0 else { fail("cannot spawn grandchild: errno \(rc)") }
+        let text = "\(pid)\n"
+        let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { fail("cannot write \(pidFile)") }
+        writeAll(Array(text.utf8), fd: fd)
+        close(fd)
+    }
+
+    private func countMessages(inTranscript path: String?) -> Int {
+        guard let path, let bytes = readFile(path) else { return 0 }
+        var count = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            if let object = try? JSONParser.parse(line).value.objectValue, object["type"]?.stringValue == "message" {
+                count += 1
+            }
+        }
+        return count
+    }
+
+    // MARK: frames in
+
+    /// Waits up to `timeoutMs` (-1: forever) for stdin, and handles what arrives.
+    private func pump(timeoutMs: Int) {
+        var descriptor = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, Int32(clamping: timeoutMs))
+        guard ready > 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR || errno == EAGAIN { return }
+            stdinClosed()
+            return
+        }
+        if count == 0 {
+            stdinClosed()
+            return
+        }
+        buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        while true {
+            let frame: Frame?
+            do {
+                frame = try decoder.next()
+            } catch {
+                fail("bad frame from drover: \(error)")
+            }
+            guard let frame else { break }
+            switch frame.type {
+            case "start": start = frame.object
+            case "prompt": prompts.append(frame["text"]?.stringValue ?? "")
+            case "cancel": if !ignoringTerm { exit(0) }
+            default: break
+            }
+        }
+    }
+
+    private func stdinClosed() {
+        // drover closes stdin once it has decided the task; a cooperative worker leaves.
+        // After @ignore-term the mock plays an unresponsive one and sleeps on.
+        if !ignoringTerm { exit(0) }
+        while true { sleep(3600) }
+    }
+
+    private func wait(milliseconds: Int) {
+        let deadline = nowMs() + milliseconds
+        while true {
+            let remaining = deadline - nowMs()
+            if remaining <= 0 { return }
+            pump(timeoutMs: remaining)
+        }
+    }
+
+    // MARK: frames out
+
+    private func message(_ text: String) {
+        send(["type": "message", "role": "assistant", "text": .string(text)])
+        lastMessage = text
+    }
+
+    private func send(_ object: JSONObject) {
+        writeAll(FrameEncoder.encode(object))
+    }
+
+    private func writeAll(_ bytes: [UInt8], fd: Int32 = 1) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                exit(fd == 1 ? 0 : 1)  // drover is gone or stopped listening: nothing left to do
+            }
+            offset += written
+        }
+    }
+
+    private func fail(_ text: String) -> Never {
+        writeAll(Array("drover-mock-agent: \(text)\n".utf8), fd: 2)
+        send(["type": "error", "message": .string(text), "retryable": false])
+        exit(2)
+    }
+}
+
+private func nowMs() -> Int {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000
+}
+
+private func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
+}
