@@ -32,4 +32,7 @@ static inline void drover_cloexec_from_3(void) {
 
 static inline int drover_errno(void) { return errno; }
 
+// syncfs needs _GNU_SOURCE in glibc headers; the raw syscall does not.
+static inline int drover_syncfs(int fd) { return (int)syscall(SYS_syncfs, fd); }
+
 #endif

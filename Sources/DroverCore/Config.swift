@@ -1,0 +1,137 @@
+import DroverWire
+
+/// The timers of SPEC section 4. Each level (config, agent, task) may set any of them; unset
+/// ones fall through to the level below, then to the defaults.
+public struct TimerSettings: Sendable, Equatable {
+    public var taskTtl: Int?
+    public var staleTimeout: Int?
+    public var queuedTtl: Int?
+    public var pollInterval: Int?
+    public var minStabilityTime: Int?
+    public var stablePolls: Int?
+    public var minIdleTime: Int?
+    public var killGrace: Int?
+
+    public init() {}
+
+    static var durationKeys: [(String, WritableKeyPath<TimerSettings, Int?>)] {
+        [
+            ("taskTtl", \.taskTtl), ("staleTimeout", \.staleTimeout), ("queuedTtl", \.queuedTtl),
+            ("pollInterval", \.pollInterval), ("minStabilityTime", \.minStabilityTime),
+            ("minIdleTime", \.minIdleTime), ("killGrace", \.killGrace),
+        ]
+    }
+
+    /// This level over `base`: what is set here wins.
+    public func over(_ base: TimerSettings) -> TimerSettings {
+        var merged = base
+        for (_, path) in Self.durationKeys where self[keyPath: path] != nil { merged[keyPath: path] = self[keyPath: path] }
+        if let stablePolls { merged.stablePolls = stablePolls }
+        return merged
+    }
+
+    public var resolved: ResolvedTimers {
+        ResolvedTimers(
+            taskTtl: taskTtl ?? 30 * 60_000, staleTimeout: staleTimeout ?? 3 * 60_000, queuedTtl: queuedTtl ?? 0,
+            pollInterval: pollInterval ?? 2000, minStabilityTime: minStabilityTime ?? 10_000,
+            stablePolls: stablePolls ?? 3, minIdleTime: minIdleTime ?? 5000, killGrace: killGrace ?? 3000)
+    }
+}
+
+/// Timers with every value decided, in milliseconds (0 turns a timer off).
+public struct ResolvedTimers: Sendable, Equatable {
+    public var taskTtl: Int
+    public var staleTimeout: Int
+    public var queuedTtl: Int
+    public var pollInterval: Int
+    public var minStabilityTime: Int
+    public var stablePolls: Int
+    public var minIdleTime: Int
+    public var killGrace: Int
+}
+
+/// Resource limits per agent or task (applied by the worker launcher; see issue 5).
+public struct ResourceLimits: Sendable, Equatable {
+    public var cpuSeconds: Int?
+    public var memory: Int?
+    public var openFiles: Int?
+    public var processes: Int?
+    public var fileSize: Int?
+    public init() {}
+}
+
+public enum WorkerProtocol: String, Sendable {
+    case framed, raw
+}
+
+/// A named agent: which worker runs it and with what defaults.
+public struct AgentConfig: Sendable, Equatable {
+    public var name: String
+    public var command: [String]
+    public var workerProtocol: WorkerProtocol = .framed
+    public var provider: String?
+    public var model: String?
+    public var description: String?
+    public var cwd: String?
+    public var env: [String: String] = [:]
+    public var passEnv: [String] = []
+    public var limits = ResourceLimits()
+    public var timers = TimerSettings()
+
+    public init(name: String, command: [String], workerProtocol: WorkerProtocol = .framed, provider: String? = nil, model: String? = nil) {
+        self.name = name
+        self.command = command
+        self.workerProtocol = workerProtocol
+        self.provider = provider
+        self.model = model
+    }
+}
+
+/// The whole configuration (SPEC section 8).
+public struct DroverConfig: Sendable {
+    public var defaultConcurrency: Int?
+    public var providerConcurrency: [String: Int] = [:]
+    public var modelConcurrency: [String: Int] = [:]
+    public var globalConcurrency = 0
+    public var maxFrameBytes = FrameDecoder.defaultMaxFrameBytes
+    public var timers = TimerSettings()
+    public var agents: [String: AgentConfig]
+    /// The file it came from, if any.
+    public var source: String?
+    /// Things worth telling the user that are not errors (ignored keys of oh-my-opencode.json).
+    public var warnings: [String] = []
+
+    public init() {
+        agents = DroverConfig.builtInAgents
+    }
+
+    /// The mock agent under the three names the demo and a new machine use.
+    public static let builtInAgents: [String: AgentConfig] = {
+        var agents: [String: AgentConfig] = [:]
+        for (name, text) in [
+            ("explore", "searches the code base"), ("librarian", "reads documentation"), ("oracle", "reviews designs"),
+        ] {
+            var agent = AgentConfig(name: name, command: ["drover-mock-agent"], provider: "mock", model: nil)
+            agent.description = "\(text) (built-in mock agent)"
+            agents[name] = agent
+        }
+        return agents
+    }()
+
+    /// The implicit agent of a task given as an argv array.
+    public static let commandAgent: AgentConfig = AgentConfig(name: "command", command: [], workerProtocol: .raw, provider: "local")
+
+    /// SPEC section 3: the pool a task counts against and its limit.
+    public func pool(provider: String?, model: String?, key: String) -> PoolAssignment {
+        if let provider, let model, let limit = modelConcurrency["\(provider)/\(model)"] {
+            return PoolAssignment(id: "model:\(provider)/\(model)", limit: limit)
+        }
+        if let model, let limit = modelConcurrency[model] {
+            return PoolAssignment(id: "model:\(model)", limit: limit)
+        }
+        if let provider, let limit = providerConcurrency[provider] {
+            return PoolAssignment(id: "provider:\(provider)", limit: limit)
+        }
+        return PoolAssignment(id: "key:\(key)", limit: defaultConcurrency ?? 5)
+    }
+}

@@ -1,0 +1,82 @@
+import CLibUV
+
+/// One libuv loop and the state every handle on it shares. Everything that touches a loop's
+/// handles runs on the thread that runs the loop; other threads reach it only through
+/// `LoopWakeup`.
+public final class EventLoop {
+    let raw: UnsafeMutablePointer<uv_loop_t>
+    /// Shared by every read on this loop: reads are consumed synchronously in their callback.
+    let readBuffer: UnsafeMutableRawPointer
+    static let readBufferSize = 64 * 1024
+
+    public init() {
+        raw = .allocate(capacity: 1)
+        let rc = uv_loop_init(raw)
+        precondition(rc == 0, "uv_loop_init failed: \(EventLoop.describe(rc))")
+        readBuffer = .allocate(byteCount: EventLoop.readBufferSize, alignment: 16)
+        raw.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit {
+        // Let pending close callbacks run so every handle's memory is freed.
+        uv_run(raw, UV_RUN_NOWAIT)
+        uv_loop_close(raw)
+        raw.deallocate()
+        readBuffer.deallocate()
+    }
+
+    /// Runs until `stop()` or until no referenced handle is left.
+    public func run() {
+        uv_run(raw, UV_RUN_DEFAULT)
+    }
+
+    /// Runs one iteration without blocking; returns whether handles remain.
+    @discardableResult
+    public func runOnce(block: Bool = false) -> Bool {
+        uv_run(raw, block ? UV_RUN_ONCE : UV_RUN_NOWAIT) != 0
+    }
+
+    public func stop() { uv_stop(raw) }
+
+    /// The loop's cached time in milliseconds (monotonic).
+    public var nowMs: UInt64 { uv_now(raw) }
+
+    static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(loop!.pointee.data).takeUnretainedValue()
+    }
+
+    static func describe(_ code: Int32) -> String {
+        "\(String(cString: uv_strerror(code))) (\(String(cString: uv_err_name(code))))"
+    }
+}
+
+/// Frees a handle's memory after libuv has closed it; used by handles owned elsewhere.
+func freeHandleAfterClose(_ handle: UnsafeMutablePointer<uv_handle_t>?) {
+    handle?.deallocate()
+}
+
+/// Allocates a libuv handle of type T, typed for passing as uv_handle_t too.
+func allocateHandle<T>(_ type: T.Type) -> UnsafeMutablePointer<T> {
+    // uv_handle_t is the common prefix; allocate the full type, zeroed.
+    let pointer = UnsafeMutablePointer<T>.allocate(capacity: 1)
+    UnsafeMutableRawPointer(pointer).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+    return pointer
+}
+
+func asHandle<T>(_ pointer: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_handle_t> {
+    UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: uv_handle_t.self)
+}
+
+func asStream<T>(_ pointer: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<uv_stream_t> {
+    UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: uv_stream_t.self)
+}
+
+/// Closes a handle whose memory came from `allocateHandle` and has no owner to notify.
+func closeAndFree<T>(_ pointer: UnsafeMutablePointer<T>) {
+    let handle = asHandle(pointer)
+    if uv_is_closing(handle) == 0 {
+        uv_close(handle) { closed in
+            UnsafeMutableRawPointer(closed!).deallocate()
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import CLibUV
+import Glibc
+
+/// A background thread that writes files in batches. The loop thread hands it whole batches;
+/// it coalesces them (one write per appended file, the last version of a replaced file),
+/// makes the batch durable with one sync, and then renames every replaced file into place,
+/// so each file is either its old or its new version, never half of one.
+final class FileWriter: @unchecked Sendable {
+    enum Job: Sendable {
+        case makeDirectory(String)
+        case append(path: String, bytes: [UInt8])
+        /// Atomic replacement; the content is built on the writer thread.
+        case replace(path: String, content: @Sendable () -> [UInt8])
+    }
+
+    // All of the following is guarded by `mutex`.
+    private var mutex = pthread_mutex_t()
+    private var wake = pthread_cond_t()
+    private var queue: [(sequence: UInt64, jobs: [Job])] = []
+    private var lastSubmitted: UInt64 = 0
+    private var lastCompleted: UInt64 = 0
+    private var errors: [FileError] = []
+    private var stopping = false
+
+    private var thread = pthread_t()
+    private let durable: Bool
+    private let syncRoot: String
+    private let notify: @Sendable () -> Void
+
+    /// `notify` runs on the writer thread after each batch; it must only wake the loop.
+    init(syncRoot: String, durable: Bool, notify: @escaping @Sendable () -> Void) {
+        self.syncRoot = syncRoot
+        self.durable = durable
+        self.notify = notify
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&wake, nil)
+        let context = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&thread, nil, { context in
+            let writer = Unmanaged<FileWriter>.fromOpaque(context!).takeRetainedValue()
+            writer.runLoop()
+            return nil
+        }, context)
+    }
+
+    /// Queues a batch; returns its sequence number.
+    func submit(_ jobs: [Job]) -> UInt64 {
+        pthread_mutex_lock(&mutex)
+        lastSubmitted += 1
+        let sequence = lastSubmitted
+        queue.append((sequence, jobs))
+        pthread_cond_signal(&wake)
+        pthread_mutex_unlock(&mutex)
+        return sequence
+    }
+
+    /// The newest batch fully written, and the errors met since the last call.
+    func takeProgress() -> (completed: UInt64, errors: [FileError]) {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        let result = (lastCompleted, errors)
+        errors = []
+        return result
+    }
+
+    /// Writes what is queued, then ends the thread.
+    func stop() {
+        pthread_mutex_lock(&mutex)
+        stopping = true
+        pthread_cond_signal(&wake)
+        pthread_mutex_unlock(&mutex)
+        pthread_join(thread, nil)
+    }
+
+    private func runLoop() {
+        while true {
+            pthread_mutex_lock(&mutex)
+            while queue.isEmpty && !stopping { pthread_cond_wait(&wake, &mutex) }
+            let batches = queue
+            queue = []
+            let done = stopping && batches.isEmpty
+            pthread_mutex_unlock(&mutex)
+            if done { return }
+            let failures = write(batches.flatMap(\.jobs))
+            pthread_mutex_lock(&mutex)
+            lastCompleted = batches.last!.sequence
+            errors.append(contentsOf: failures)
+            pthread_mutex_unlock(&mutex)
+            notify()
+        }
+    }
+
+    private func write(_ jobs: [Job]) -> [FileError] {
+        var failures: [FileError] = []
+        var appendOrder: [String] = []
+        var appends: [String: [UInt8]] = [:]
+        var replaceOrder: [String] = []
+        var replaces: [String: @Sendable () -> [UInt8]] = [:]
+        for job in jobs {
+            switch job {
+            case .makeDirectory(let path):
+                do { try FileSystem.makeDirectories(path) } catch { failures.append(error) }
+            case .append(let path, let bytes):
+                if appends[path] == nil {
+                    appendOrder.append(path)
+                    appends[path] = bytes
+                } else {
+                    appends[path]!.append(contentsOf: bytes)
+                }
+            case .replace(let path, let content):
+                if replaces[path] != nil { replaceOrder.removeAll { $0 == path } }
+                replaceOrder.append(path)
+                replaces[path] = content
+            }
+        }
+        for path in appendOrder {
+            do { try FileSystem.append(path, appends[path]!) } catch { failures.append(error) }
+        }
+        // Write every replacement under a temporary name, make them durable together, then
+        // rename them in the order they were asked for.
+        let syncEach = durable && replaceOrder.count < 4
+        var written: [String] = []
+        for path in replaceOrder {
+            do {
+                try FileSystem.writeFile(path + ".tmp", replaces[path]!(), sync: syncEach)
+                written.append(path)
+            } catch {
+                failures.append(error)
+            }
+        }
+        if durable && !syncEach && !written.isEmpty {
+            let fd = open(syncRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 {
+                _ = drover_syncfs(fd)
+                close(fd)
+            }
+        }
+        for path in written where rename(path + ".tmp", path) != 0 {
+            failures.append(FileError(path: path, operation: "rename into", code: errno))
+        }
+        return failures
+    }
+}

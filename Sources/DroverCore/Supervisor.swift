@@ -1,0 +1,256 @@
+import DroverWire
+import Glibc
+
+/// A task in the table: its recorded state, how to run it, and while it runs, its run.
+final class SupervisedTask {
+    var snapshot: TaskSnapshot
+    let agent: AgentConfig
+    let arguments: [String]
+    let timers: ResolvedTimers
+    let env: [String: String]
+    let cwd: String
+    let resume: Bool
+    let poolAssignment: PoolAssignment
+    var grant: SlotGrant?
+    var queuedTimer: LoopTimer?
+    var run: TaskRun?
+
+    init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers,
+         env: [String: String], cwd: String, resume: Bool, pool: PoolAssignment)
+    {
+        self.snapshot = snapshot
+        self.agent = agent
+        self.arguments = arguments
+        self.timers = timers
+        self.env = env
+        self.cwd = cwd
+        self.resume = resume
+        poolAssignment = pool
+    }
+}
+
+/// The supervisor: the task table and its state machine (SPEC section 2), the slot pools,
+/// and the runs of the tasks that hold a slot. Everything here happens on the loop thread.
+/// Data flows one way: spawn → frames → state machine → store → reports.
+public final class Supervisor {
+    public let loop: EventLoop
+    public let config: DroverConfig
+    public let store: ResultStore
+    public let launch: WorkerLaunch
+    /// Where tasks without a `cwd` run.
+    public var workingDirectory: String
+    let pools: SlotPools
+    private var tasks: [String: SupervisedTask] = [:]
+    private var dirty: Set<String> = []
+    private var granted: [SlotGrant] = []
+    private var startingGranted = false
+
+    /// Every state change, in order, once its files are on disk (terminal ones only after
+    /// the child is reaped too).
+    public var onReport: (TaskSnapshot) -> Void = { _ in }
+
+    public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, workingDirectory: String = FileSystem.currentDirectory()) {
+        self.loop = loop
+        self.config = config
+        self.store = store
+        self.launch = launch
+        self.workingDirectory = workingDirectory
+        pools = SlotPools(globalLimit: config.globalConcurrency)
+        store.beforeCommit = { [weak self] in self?.writeDirtyTasks() }
+    }
+
+    // MARK: queries
+
+    public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.snapshot }
+    public var runningCount: Int { pools.totalRunning }
+    public var pendingCount: Int { pools.totalWaiting }
+
+    // MARK: submit
+
+    /// Queues a task; it starts at once when its pool has a free slot.
+    @discardableResult
+    public func submit(_ request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
+        let agent: AgentConfig
+        var arguments: [String]
+        if let command = request.command {
+            guard !command.isEmpty else { throw .emptyCommand }
+            agent = DroverConfig.commandAgent
+            arguments = command
+        } else {
+            let name = request.agent ?? ""
+            guard let configured = config.agents[name] else { throw .unknownAgent(name, known: config.agents.keys.sorted()) }
+            agent = configured
+            arguments = configured.command
+        }
+        if arguments.isEmpty { throw .emptyCommand }
+        let provider = request.provider ?? agent.provider
+        let model = request.model ?? agent.model
+        let key = model.map { model in provider.map { "\($0)/\(model)" } ?? model } ?? agent.name
+        let timers = request.timers.over(agent.timers.over(config.timers)).resolved
+        let pool = config.pool(provider: provider, model: model, key: key)
+        var id = TaskIdentifiers.newTaskID()
+        while tasks[id] != nil || FileSystem.exists(store.taskDirectory(id)) { id = TaskIdentifiers.newTaskID() }
+        var snapshot = TaskSnapshot(
+            id: id, sessionID: request.sessionID ?? TaskIdentifiers.newSessionID(), agent: agent.name,
+            provider: provider, model: model, key: key,
+            description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
+            prompt: request.prompt, createdMs: Clock.wallMs(), ttlMs: timers.taskTtl, pool: pool.id)
+        snapshot.extra = request.extra
+        do {
+            try store.createTaskDirectory(id)
+        } catch {
+            throw .storage(error)
+        }
+        let cwd = request.cwd ?? agent.cwd ?? workingDirectory
+        var env = agent.env
+        for (name, value) in request.env { env[name] = value }
+        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, env: env,
+                                  cwd: FileSystem.absolute(cwd), resume: request.resume, pool: pool)
+        tasks[id] = task
+        persist(task)
+        if let grant = pools.request(taskID: id, in: pool) {
+            startGranted([grant])
+        } else if timers.queuedTtl > 0 {
+            let timer = LoopTimer(loop: loop)
+            timer.start(after: timers.queuedTtl) { [weak self] in
+                self?.cancel(id, reason: .queuedTtl, message: "waited longer than queuedTtl \(DurationText.format(milliseconds: timers.queuedTtl)) for a slot")
+            }
+            task.queuedTimer = timer
+        }
+        return snapshot
+    }
+
+    // MARK: cancel
+
+    /// Cancels a pending task at once, or a running one (it is reported cancelled once its
+    /// process group is reaped). Returns false when the task is unknown or already ended.
+    @discardableResult
+    public func cancel(_ taskID: String, reason: TaskReason = .user, message: String? = nil) -> Bool {
+        guard let task = tasks[taskID], !task.snapshot.status.isTerminal else { return false }
+        if let run = task.run {
+            return run.decide(Outcome(reason, message: message ?? "cancelled (\(reason.rawValue))"))
+        }
+        guard task.snapshot.status == .pending else { return false }
+        pools.withdraw(taskID: taskID)
+        end(task, Outcome(reason, message: message ?? "cancelled while pending (\(reason.rawValue))"))
+        return true
+    }
+
+    /// Cancels every task that has not ended: pending ones first, so that slots freed by
+    /// running ones are not handed to them.
+    public func cancelAll(reason: TaskReason = .user, message: String? = nil) {
+        let open = tasks.values.filter { !$0.snapshot.status.isTerminal }.sorted { $0.snapshot.createdMs < $1.snapshot.createdMs }
+        for task in open where task.snapshot.status == .pending { cancel(task.snapshot.id, reason: reason, message: message) }
+        for task in open where task.snapshot.status == .running { cancel(task.snapshot.id, reason: reason, message: message) }
+    }
+
+    // MARK: starting
+
+    /// Starts granted tasks one after another; a start that fails at once frees its slot,
+    /// whose grant joins the same list instead of recursing.
+    private func startGranted(_ grants: [SlotGrant]) {
+        granted.append(contentsOf: grants)
+        guard !startingGranted else { return }
+        startingGranted = true
+        while !granted.isEmpty {
+            let grant = granted.removeFirst()
+            if let task = tasks[grant.taskID] { start(task, grant) }
+        }
+        startingGranted = false
+    }
+
+    private func start(_ task: SupervisedTask, _ grant: SlotGrant) {
+        task.grant = grant
+        task.queuedTimer?.stop()
+        task.queuedTimer = nil
+        task.snapshot.slot = grant.slot
+        let snapshot = task.snapshot
+        let values: [String: String] = [
+            "prompt": snapshot.prompt, "prompt_file": store.taskDirectory(snapshot.id) + "/prompt.txt",
+            "task_id": snapshot.id, "session_id": snapshot.sessionID, "agent": snapshot.agent,
+            "provider": snapshot.provider ?? "", "model": snapshot.model ?? "", "workdir": task.cwd,
+        ]
+        if task.arguments.contains(where: { $0.contains("{prompt_file}") }) {
+            do {
+                try FileSystem.writeFile(values["prompt_file"]!, Array(snapshot.prompt.utf8))
+            } catch {
+                end(task, Outcome(.spawn, message: "cannot write the prompt file: \(error)"))
+                return
+            }
+        }
+        let argv = WorkerLaunch.fillPlaceholders(task.arguments, values: values)
+        guard let program = launch.locate(argv[0]) else {
+            end(task, Outcome(.spawn, message: "cannot start \(argv[0]): not found beside drover (\(launch.programDirectories.joined(separator: ", "))) or on PATH"))
+            return
+        }
+        let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
+        let environment = launch.childEnvironment(
+            passEnv: task.agent.passEnv, agentEnv: [:], taskEnv: task.env,
+            taskVariables: [
+                "DROVER_TASK_ID": snapshot.id, "DROVER_SESSION_ID": snapshot.sessionID, "DROVER_SLOT": String(grant.slot),
+                "DROVER_DEPTH": String(depth), "DROVER_AGENT": snapshot.agent,
+            ])
+        let spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: task.cwd)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(loop: loop, spec: spec)
+        } catch {
+            end(task, Outcome(.spawn, message: error.description))
+            return
+        }
+        task.snapshot.status = .running
+        task.snapshot.startedMs = Clock.wallMs()
+        task.snapshot.pid = child.pid
+        persist(task)
+        let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))
+        task.run = run
+        run.begin()
+    }
+
+    // MARK: state changes
+
+    /// The one way into a terminal state. Called once per task: the run's outcome is
+    /// decided once, and a pending task is ended only if it is still pending.
+    func end(_ task: SupervisedTask, _ outcome: Outcome, exitCode: Int? = nil, signal: Int32? = nil) {
+        precondition(!task.snapshot.status.isTerminal, "task \(task.snapshot.id) ended twice")
+        task.queuedTimer?.stop()
+        task.queuedTimer = nil
+        task.snapshot.status = outcome.status
+        task.snapshot.reason = outcome.reason
+        task.snapshot.error = outcome.status == .completed ? nil : outcome.message
+        task.snapshot.endedMs = Clock.wallMs()
+        task.snapshot.exitCode = exitCode
+        task.snapshot.signal = signal
+        if outcome.status == .completed {
+            task.snapshot.resultPath = store.resultFile(task.snapshot.id)
+            store.writeResult(task.snapshot.id, text: outcome.resultText ?? "")
+        }
+        if let data = outcome.resultData { task.snapshot.extra["result_data"] = data }
+        task.run = nil
+        dirty.remove(task.snapshot.id)
+        persist(task)
+        if let grant = task.grant {
+            task.grant = nil
+            startGranted(pools.release(grant))
+        }
+    }
+
+    /// The task's worker did something worth showing in task.json; written with the batch.
+    func progressChanged(_ task: SupervisedTask) {
+        dirty.insert(task.snapshot.id)
+    }
+
+    private func writeDirtyTasks() {
+        for id in dirty {
+            if let task = tasks[id] { store.writeTask(task.snapshot) }
+        }
+        dirty.removeAll(keepingCapacity: true)
+    }
+
+    private func persist(_ task: SupervisedTask) {
+        let snapshot = task.snapshot
+        store.writeTask(snapshot)
+        store.appendEvent(snapshot, atMs: Clock.wallMs())
+        store.whenWritten { [weak self] in self?.onReport(snapshot) }
+    }
+}

@@ -1,0 +1,176 @@
+import DroverWire
+import Glibc
+
+/// SPEC section 2: where a task is in its life.
+public enum TaskStatus: String, Sendable, CaseIterable {
+    case pending, running, completed, error, cancelled
+
+    public var isTerminal: Bool { self == .completed || self == .error || self == .cancelled }
+}
+
+/// Why a task ended. Each belongs to exactly one terminal status.
+public enum TaskReason: String, Sendable {
+    // completed
+    case result, idle, stable, exit
+    // error
+    case exitCode = "exit_code", signal, spawn, `protocol`, workerError = "worker_error", lost
+    // cancelled
+    case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown
+
+    public var status: TaskStatus {
+        switch self {
+        case .result, .idle, .stable, .exit: .completed
+        case .exitCode, .signal, .spawn, .protocol, .workerError, .lost: .error
+        case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown: .cancelled
+        }
+    }
+}
+
+/// How a task ends: decided once, by the first of result, error, timer, cancel or exit.
+public struct Outcome: Sendable {
+    public var reason: TaskReason
+    public var message: String?
+    public var resultText: String?
+    public var resultData: JSONValue?
+
+    public init(_ reason: TaskReason, message: String? = nil, resultText: String? = nil, resultData: JSONValue? = nil) {
+        self.reason = reason
+        self.message = message
+        self.resultText = resultText
+        self.resultData = resultData
+    }
+
+    public var status: TaskStatus { reason.status }
+}
+
+/// Random ids: `bg_` or `ses_` plus 8 lowercase hex digits.
+public enum TaskIdentifiers {
+    public static func newTaskID() -> String { "bg_" + randomHex() }
+    public static func newSessionID() -> String { "ses_" + randomHex() }
+
+    public static func isTaskID(_ s: String) -> Bool { s.hasPrefix("bg_") && isHex8(s.dropFirst(3)) }
+    public static func isSessionID(_ s: String) -> Bool { s.hasPrefix("ses_") && isHex8(s.dropFirst(4)) }
+
+    private static func isHex8(_ s: Substring) -> Bool {
+        s.count == 8 && s.allSatisfy { ("0"..."9").contains($0) || ("a"..."f").contains($0) }
+    }
+
+    private static func randomHex() -> String {
+        let value = UInt32.random(in: .min ... .max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
+    }
+}
+
+/// The worker's activity, as task.json's `progress` shows it.
+public struct TaskProgress: Sendable, Equatable {
+    public var messages = 0
+    public var toolCalls = 0
+    public var lastTool: String?
+    public var lastMessage: String?
+    public var lastUpdateMs: Int64?
+    public init() {}
+}
+
+/// Everything task.json records: a plain value, copied off the loop thread to be written.
+public struct TaskSnapshot: Sendable {
+    public var id: String
+    public var sessionID: String
+    public var agent: String
+    public var provider: String?
+    public var model: String?
+    public var key: String
+    public var description: String
+    public var prompt: String
+    public var status: TaskStatus = .pending
+    public var reason: TaskReason?
+    public var error: String?
+    public var createdMs: Int64
+    public var startedMs: Int64?
+    public var endedMs: Int64?
+    public var pid: Int32?
+    public var exitCode: Int?
+    public var signal: Int32?
+    public var progress = TaskProgress()
+    public var resultPath: String?
+    public var ttlMs: Int
+    public var pool: String
+    public var slot: Int?
+    /// Extra members a front end wants kept (the manifest line of `drover run`, say).
+    public var extra = JSONObject()
+
+    public var durationMs: Int64? {
+        guard let startedMs else { return nil }
+        return (endedMs ?? Clock.wallMs()) - startedMs
+    }
+
+    public func json() -> JSONObject {
+        func time(_ ms: Int64?) -> JSONValue { ms.map { .string(Clock.rfc3339(ms: $0)) } ?? .null }
+        var object: JSONObject = [
+            "id": .string(id), "session_id": .string(sessionID), "agent": .string(agent),
+            "provider": JSONValue(provider), "model": JSONValue(model), "key": .string(key),
+            "description": .string(description), "prompt": .string(prompt),
+            "status": .string(status.rawValue), "reason": JSONValue(reason?.rawValue), "error": JSONValue(error),
+            "created_at": time(createdMs), "started_at": time(startedMs), "ended_at": time(endedMs),
+        ]
+        object["duration_ms"] = endedMs != nil ? durationMs.map { .number(Double($0)) } ?? .null : .null
+        object["pid"] = pid.map { .number(Double($0)) } ?? .null
+        object["exit_code"] = exitCode.map { .number(Double($0)) } ?? .null
+        object["signal"] = signal.map { .number(Double($0)) } ?? .null
+        object["progress"] = [
+            "messages": .number(Double(progress.messages)), "tool_calls": .number(Double(progress.toolCalls)),
+            "last_tool": JSONValue(progress.lastTool), "last_message": JSONValue(progress.lastMessage),
+            "last_update": time(progress.lastUpdateMs),
+        ]
+        object["result_path"] = JSONValue(resultPath)
+        object["ttl_ms"] = .number(Double(ttlMs))
+        object["pool"] = .string(pool)
+        object["slot"] = slot.map { .number(Double($0)) } ?? .null
+        for (key, value) in extra.members { object[key] = value }
+        return object
+    }
+
+    /// Reads a task.json back (resume, and later the daemon's recovery).
+    public init?(json object: JSONObject) {
+        guard let id = object["id"]?.stringValue, let sessionID = object["session_id"]?.stringValue,
+            let agent = object["agent"]?.stringValue, let status = object["status"]?.stringValue.flatMap(TaskStatus.init)
+        else { return nil }
+        self.id = id
+        self.sessionID = sessionID
+        self.agent = agent
+        provider = object["provider"]?.stringValue
+        model = object["model"]?.stringValue
+        key = object["key"]?.stringValue ?? agent
+        description = object["description"]?.stringValue ?? ""
+        prompt = object["prompt"]?.stringValue ?? ""
+        self.status = status
+        reason = object["reason"]?.stringValue.flatMap(TaskReason.init)
+        error = object["error"]?.stringValue
+        createdMs = 0
+        ttlMs = object["ttl_ms"]?.intValue ?? 0
+        pool = object["pool"]?.stringValue ?? key
+        resultPath = object["result_path"]?.stringValue
+        exitCode = object["exit_code"]?.intValue
+        if let d = object["duration_ms"]?.intValue {
+            startedMs = 0
+            endedMs = Int64(d)
+        }
+        extra = object
+    }
+
+    public init(id: String, sessionID: String, agent: String, provider: String?, model: String?, key: String,
+                description: String, prompt: String, createdMs: Int64, ttlMs: Int, pool: String)
+    {
+        self.id = id
+        self.sessionID = sessionID
+        self.agent = agent
+        self.provider = provider
+        self.model = model
+        self.key = key
+        self.description = description
+        self.prompt = prompt
+        self.createdMs = createdMs
+        self.ttlMs = ttlMs
+        self.pool = pool
+    }
+}
