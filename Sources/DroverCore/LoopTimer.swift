@@ -2,11 +2,11 @@ import CLibUV
 
 /// A one-shot or repeating uv_timer with a Swift action. Stopping or dropping it cancels the
 /// action; the handle's memory is freed by libuv's close callback.
-final class LoopTimer {
+public final class LoopTimer {
     private let handle: UnsafeMutablePointer<uv_timer_t>
     private var action: (() -> Void)?
 
-    init(loop: EventLoop) {
+    public init(loop: EventLoop) {
         handle = allocateHandle(uv_timer_t.self)
         uv_timer_init(loop.raw, handle)
         handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
@@ -18,7 +18,7 @@ final class LoopTimer {
 
     /// Fires `action` after `ms`, then every `repeatMs` if that is above 0. Replaces any
     /// earlier schedule.
-    func start(after ms: Int, repeat repeatMs: Int = 0, _ action: @escaping () -> Void) {
+    public func start(after ms: Int, repeat repeatMs: Int = 0, _ action: @escaping () -> Void) {
         self.action = action
         uv_timer_start(handle, { timer in
             let owner = Unmanaged<LoopTimer>.fromOpaque(timer!.pointee.data).takeUnretainedValue()
@@ -26,15 +26,15 @@ final class LoopTimer {
         }, UInt64(max(0, ms)), UInt64(max(0, repeatMs)))
     }
 
-    func stop() {
+    public func stop() {
         uv_timer_stop(handle)
         action = nil
     }
 
-    var isActive: Bool { uv_is_active(asHandle(handle)) != 0 }
+    public var isActive: Bool { uv_is_active(asHandle(handle)) != 0 }
 
     /// An unreferenced timer does not keep the loop running.
-    func unref() { uv_unref(asHandle(handle)) }
+    public func unref() { uv_unref(asHandle(handle)) }
 
     private func fire() {
         guard let action else { return }

@@ -1,0 +1,229 @@
+import CLibUV
+import DroverWire
+import Glibc
+
+/// `drover run`: every task of a manifest through an in-process supervisor, then
+/// summary.json and joblog.tsv beside the task folders.
+public final class BatchRun {
+    public struct Options: Sendable {
+        public var resultsDirectory: String
+        public var resume = false
+        public var haltOnError = false
+        public var durable = true
+        public init(resultsDirectory: String) {
+            self.resultsDirectory = resultsDirectory
+        }
+    }
+
+    /// Counts by status, as the progress display shows them.
+    public struct Counts: Sendable {
+        public var total = 0
+        public var pending = 0
+        public var running = 0
+        public var completed = 0
+        public var error = 0
+        public var cancelled = 0
+        public var done: Int { completed + error + cancelled }
+    }
+
+    public struct Row: Sendable {
+        public let line: Int
+        public let snapshot: TaskSnapshot
+        /// Completed by an earlier run into the same folder (`--resume`).
+        public let carriedOver: Bool
+    }
+
+    public struct Summary: Sendable {
+        public let rows: [Row]
+        public let counts: Counts
+        public let wallMs: Int64
+        public let resultsDirectory: String
+
+        /// SPEC section 7's exit codes for a run.
+        public var exitCode: Int32 {
+            if counts.error > 0 { return 1 }
+            if counts.cancelled > 0 { return 4 }
+            return 0
+        }
+    }
+
+    public let loop: EventLoop
+    public let supervisor: Supervisor
+    private let entries: [ManifestEntry]
+    private let options: Options
+    private var statuses: [String: TaskStatus] = [:]
+    private var lineOfTask: [String: Int] = [:]
+    private var carried: [Int: TaskSnapshot] = [:]
+    public private(set) var counts = Counts()
+    private var halted = false
+
+    /// Every reported state change, with the counts after it.
+    public var onProgress: (TaskSnapshot, Counts) -> Void = { _, _ in }
+
+    public init(entries: [ManifestEntry], config: DroverConfig, launch: WorkerLaunch, options: Options) throws(FileError) {
+        loop = EventLoop()
+        let store = try ResultStore(loop: loop, root: options.resultsDirectory, durable: options.durable)
+        supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch)
+        self.entries = entries
+        self.options = options
+        if options.resume { carried = Self.completedEarlier(in: store, entries: entries) }
+    }
+
+    /// Rows of this manifest that a previous run into the same folder completed.
+    static func completedEarlier(in store: ResultStore, entries: [ManifestEntry]) -> [Int: TaskSnapshot] {
+        var completed: [String: TaskSnapshot] = [:]
+        for id in FileSystem.list(store.root + "/tasks") {
+            guard let bytes = try? FileSystem.read(store.taskFile(id)),
+                let object = (try? JSONParser.parse(bytes))?.value.objectValue,
+                let snapshot = TaskSnapshot(json: object), snapshot.status == .completed,
+                let identity = object["manifest_row"]?.stringValue
+            else { continue }
+            completed[identity] = snapshot
+        }
+        var carried: [Int: TaskSnapshot] = [:]
+        for entry in entries {
+            if let snapshot = completed[entry.identity] { carried[entry.line] = snapshot }
+        }
+        return carried
+    }
+
+    /// Runs every task to its end and writes the summary files.
+    public func run() throws(FileError) -> Summary {
+        let startMs = Clock.wallMs()
+        counts.total = entries.count
+        counts.completed = carried.count
+        supervisor.onReport = { [weak self] snapshot in self?.reported(snapshot) }
+        let interrupts = [SIGINT, SIGTERM].map { signal in
+            LoopSignal(loop: loop, signal: signal) { [weak self] in
+                self?.supervisor.cancelAll(reason: .user, message: "interrupted by \(signalName(signal))")
+            }
+        }
+        var submitted: [(Int, String)] = []
+        for entry in entries where carried[entry.line] == nil {
+            var request = entry.request
+            request.extra["manifest_line"] = .number(Double(entry.line))
+            request.extra["manifest_row"] = .string(entry.identity)
+            do {
+                let snapshot = try supervisor.submit(request)
+                lineOfTask[snapshot.id] = entry.line
+                statuses[snapshot.id] = .pending
+                counts.pending += 1
+                submitted.append((entry.line, snapshot.id))
+            } catch {
+                // Checked when the manifest was parsed; only storage can fail here.
+                writeStandardError("drover: line \(entry.line): \(error)\n")
+            }
+        }
+        if counts.done < counts.total { loop.run() }
+        interrupts.forEach { $0.close() }
+        supervisor.store.close()
+
+        var rows: [Row] = []
+        for entry in entries {
+            if let snapshot = carried[entry.line] {
+                rows.append(Row(line: entry.line, snapshot: snapshot, carriedOver: true))
+            }
+        }
+        for (line, id) in submitted {
+            if let snapshot = supervisor.snapshot(id) { rows.append(Row(line: line, snapshot: snapshot, carriedOver: false)) }
+        }
+        rows.sort { $0.line < $1.line }
+        let summary = Summary(rows: rows, counts: counts, wallMs: Clock.wallMs() - startMs, resultsDirectory: supervisor.store.root)
+        try writeSummary(summary, startMs: startMs)
+        try writeJoblog(rows.filter { !$0.carriedOver })
+        return summary
+    }
+
+    private func reported(_ snapshot: TaskSnapshot) {
+        let previous = statuses[snapshot.id]
+        guard previous != snapshot.status else { return }
+        statuses[snapshot.id] = snapshot.status
+        adjust(previous, by: -1)
+        adjust(snapshot.status, by: 1)
+        onProgress(snapshot, counts)
+        if options.haltOnError && snapshot.status == .error && !halted {
+            halted = true
+            supervisor.cancelAll(reason: .shutdown, message: "halted after task \(snapshot.id) (line \(lineOfTask[snapshot.id] ?? 0)) failed")
+        }
+        if counts.done == counts.total { loop.stop() }
+    }
+
+    private func adjust(_ status: TaskStatus?, by delta: Int) {
+        switch status {
+        case .pending: counts.pending += delta
+        case .running: counts.running += delta
+        case .completed: counts.completed += delta
+        case .error: counts.error += delta
+        case .cancelled: counts.cancelled += delta
+        case nil: break
+        }
+    }
+
+    private func writeSummary(_ summary: Summary, startMs: Int64) throws(FileError) {
+        let c = summary.counts
+        var tasks: [JSONValue] = []
+        for row in summary.rows {
+            let s = row.snapshot
+            var object: JSONObject = [
+                "line": .number(Double(row.line)), "task_id": .string(s.id), "agent": .string(s.agent),
+                "description": .string(s.description), "status": .string(s.status.rawValue),
+                "reason": JSONValue(s.reason?.rawValue), "error": JSONValue(s.error),
+            ]
+            object["duration_ms"] = s.endedMs != nil ? s.durationMs.map { .number(Double($0)) } ?? .null : .null
+            object["exit_code"] = s.exitCode.map { .number(Double($0)) } ?? .null
+            object["result_path"] = JSONValue(s.resultPath)
+            if row.carriedOver { object["resumed"] = true }
+            tasks.append(.object(object))
+        }
+        let document: JSONObject = [
+            "started_at": .string(Clock.rfc3339(ms: startMs)), "wall_ms": .number(Double(summary.wallMs)),
+            "total": .number(Double(c.total)),
+            "counts": ["completed": .number(Double(c.completed)), "error": .number(Double(c.error)), "cancelled": .number(Double(c.cancelled))],
+            "resumed": .number(Double(summary.rows.filter(\.carriedOver).count)),
+            "exit_code": .number(Double(summary.exitCode)),
+            "tasks": .array(tasks),
+        ]
+        var bytes: [UInt8] = []
+        JSONWriter.writeObject(document, into: &bytes)
+        bytes.append(0x0A)
+        try FileSystem.writeAtomically(supervisor.store.root + "/summary.json", bytes, sync: options.durable)
+    }
+
+    /// GNU parallel's joblog columns, appended to on `--resume` as parallel does.
+    private func writeJoblog(_ rows: [Row]) throws(FileError) {
+        let path = supervisor.store.root + "/joblog.tsv"
+        var text = FileSystem.exists(path) ? "" : "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+        func seconds(_ ms: Int64) -> String {
+            let whole = ms / 1000
+            let frac = String(ms % 1000)
+            return "\(whole)." + String(repeating: "0", count: 3 - frac.count) + frac
+        }
+        for row in rows {
+            let s = row.snapshot
+            let received = s.resultPath != nil ? (try? FileSystem.read(s.resultPath!))?.count ?? 0 : 0
+            let command = (s.agent == "command" ? s.description : "\(s.agent): \(s.description)")
+                .replacingAll("\t", with: " ").replacingAll("\n", with: " ")
+            text += "\(row.line)\t:\t\(seconds(s.startedMs ?? s.createdMs))\t\(seconds(s.durationMs ?? 0))\t\(s.prompt.utf8.count)\t\(received)\t\(s.exitCode ?? -1)\t\(s.signal ?? 0)\t\(command)\n"
+        }
+        try FileSystem.append(path, Array(text.utf8))
+    }
+}
+
+/// A signal watched on the loop (it does not keep the loop running by itself).
+public final class LoopSignal {
+    private let handle: UnsafeMutablePointer<uv_signal_t>
+    private let action: () -> Void
+
+    public init(loop: EventLoop, signal: Int32, action: @escaping () -> Void) {
+        self.action = action
+        handle = allocateHandle(uv_signal_t.self)
+        uv_signal_init(loop.raw, handle)
+        handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_signal_start(handle, { handle, _ in
+            Unmanaged<LoopSignal>.fromOpaque(handle!.pointee.data).takeUnretainedValue().action()
+        }, signal)
+        uv_unref(asHandle(handle))
+    }
+
+    public func close() { closeAndFree(handle) }
+}

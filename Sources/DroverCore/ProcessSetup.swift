@@ -1,0 +1,28 @@
+import CLibUV
+import Glibc
+
+/// What a supervising process sets up once, before its first child.
+public enum ProcessSetup {
+    public static func prepare() {
+        // A worker that closes its stdin must not kill the supervisor with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        // Nothing inherited from whoever started drover may leak into a worker.
+        drover_cloexec_from_3()
+        // Each running task holds three pipes and the writer opens files: lift the soft
+        // descriptor limit to the hard one.
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+    }
+
+    public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+    /// Columns of the terminal on fd, or 80.
+    public static func terminalWidth(_ fd: Int32) -> Int {
+        var size = winsize()
+        if ioctl(fd, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 { return Int(size.ws_col) }
+        return 80
+    }
+}

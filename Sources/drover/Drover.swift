@@ -1,0 +1,40 @@
+import ArgumentParser
+import DroverCore
+
+@main
+struct Drover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drover",
+        abstract: "Supervise background agent tasks: many agent sessions at once, under concurrency limits, with every result in files.",
+        subcommands: [DemoCommand.self, RunCommand.self]
+    )
+}
+
+/// Options every command takes after its name.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: "State folder (default: $DROVER_HOME, $XDG_STATE_HOME/drover, ~/.local/state/drover).")
+    var stateDirectory: String?
+
+    @Option(name: .customLong("config"), help: "Config file (default: $DROVER_CONFIG, then $XDG_CONFIG_HOME/drover/config.jsonc).")
+    var configFile: String?
+
+    @Flag(name: .customLong("json"), help: "Machine output: one JSON document.")
+    var json = false
+
+    /// The config, or exit 2 with the message naming file, line and key.
+    func loadConfig() throws -> DroverConfig {
+        do {
+            let config = try ConfigLoader.load(explicitPath: configFile, environment: ProcessEnvironment.current())
+            for warning in config.warnings { Terminal.error("drover: warning: \(warning)") }
+            return config
+        } catch {
+            Terminal.error("drover: config error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// Where a command's supervisor finds worker programs and which environment it passes on.
+func defaultLaunch() -> WorkerLaunch {
+    WorkerLaunch(programDirectories: [FileSystem.executableDirectory()], environment: ProcessEnvironment.current())
+}
