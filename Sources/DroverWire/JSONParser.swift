@@ -217,7 +217,10 @@ private struct Cursor {
                 index += 1
                 break
             }
-            if options.recordLines { path.append(String(array.count)) }
+            if options.recordLines {
+                path.append(String(array.count))
+                lines[path.joined(separator: ".")] = lineNumber(at: index)
+            }
             array.append(try parseValue())
             if options.recordLines { path.removeLast() }
             try skipWhitespace()
