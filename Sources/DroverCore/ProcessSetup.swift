@@ -4,6 +4,13 @@ import Glibc
 /// What a supervising process sets up once, before its first child.
 public enum ProcessSetup {
     public static func prepare() {
+        // A parent may have blocked or ignored signals (a test runner's thread, some CI
+        // runners); libuv needs SIGCHLD delivered to reap children, and SIG_IGN for SIGCHLD
+        // would stop exit callbacks altogether.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+        signal(SIGCHLD, SIG_DFL)
         // A worker that closes its stdin must not kill the supervisor with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
         // Nothing inherited from whoever started drover may leak into a worker.

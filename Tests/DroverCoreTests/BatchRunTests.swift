@@ -1,0 +1,89 @@
+@testable import DroverCore
+import DroverWire
+import Glibc
+import Testing
+
+@Suite struct BatchRunTests {
+    func makeRun(_ manifest: String, folder: String, resume: Bool = false, haltOnError: Bool = false, config: DroverConfig = Harness.testConfig()) throws -> BatchRun {
+        ProcessSetup.prepare()
+        let entries = try Manifest.parse(Array(manifest.utf8), file: "m.jsonl", config: config)
+        var options = BatchRun.Options(resultsDirectory: folder)
+        options.resume = resume
+        options.haltOnError = haltOnError
+        options.durable = false
+        let launch = WorkerLaunch(programDirectories: [FileSystem.executableDirectory()], environment: ProcessEnvironment.current())
+        return try BatchRun(entries: entries, config: config, launch: launch, options: options)
+    }
+
+    @Test func runsAManifestAndWritesTheSummaryAndJoblog() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let summary = try makeRun("""
+            {"agent": "explore", "prompt": "@result one", "description": "first"}
+            {"agent": "librarian", "prompt": "@result two"}
+            {"command": ["/bin/echo", "three"]}
+            """, folder: folder).run()
+        #expect(summary.exitCode == 0)
+        #expect(summary.counts.completed == 3)
+        let json = try readJSON(folder + "/summary.json")
+        #expect(json["counts"]?.objectValue?["completed"] == 3)
+        let rows = try #require(json["tasks"]?.arrayValue)
+        #expect(rows.map { $0.objectValue?["line"] } == [1, 2, 3])
+        #expect(rows.allSatisfy { $0.objectValue?["status"] == "completed" })
+        let joblog = String(decoding: try FileSystem.read(folder + "/joblog.tsv"), as: UTF8.self).split(separator: "\n")
+        #expect(joblog.first == "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+        #expect(joblog.count == 4)
+        #expect(joblog.dropFirst().allSatisfy { $0.split(separator: "\t").count == 9 })
+    }
+
+    @Test func exitCodesFollowTheWorstOutcome() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let failed = try makeRun("{\"agent\": \"explore\", \"prompt\": \"@exit 2\"}\n{\"agent\": \"explore\", \"prompt\": \"@result ok\"}", folder: folder + "/a").run()
+        #expect(failed.exitCode == 1)
+        var config = Harness.testConfig()
+        config.timers.taskTtl = 200
+        let cancelled = try makeRun("{\"agent\": \"explore\", \"prompt\": \"@hang\"}", folder: folder + "/b", config: config).run()
+        #expect(cancelled.exitCode == 4)
+        #expect(cancelled.counts.cancelled == 1)
+    }
+
+    @Test func resumeSkipsWhatCompletedBefore() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let marker = folder + "/marker"
+        // The second row fails until the marker file exists.
+        let manifest = """
+            {"agent": "explore", "prompt": "@result stays done"}
+            {"command": ["/bin/sh", "-c", "test -e \(marker) && echo fixed"]}
+            {"agent": "explore", "prompt": "@result also done"}
+            """
+        let first = try makeRun(manifest, folder: folder + "/results").run()
+        #expect(first.counts.completed == 2 && first.counts.error == 1)
+        try FileSystem.writeFile(marker, [])
+        let second = try makeRun(manifest, folder: folder + "/results", resume: true).run()
+        #expect(second.exitCode == 0)
+        #expect(second.counts.completed == 3)
+        #expect(second.rows.filter(\.carriedOver).map(\.line) == [1, 3])
+        #expect(FileSystem.list(folder + "/results/tasks").count == 4, "only the failed row ran again")
+        let joblog = String(decoding: try FileSystem.read(folder + "/results/joblog.tsv"), as: UTF8.self)
+        #expect(joblog.split(separator: "\n").count == 5, "the joblog is appended to, as GNU parallel does")
+    }
+
+    @Test func haltOnErrorCancelsTheRest() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        var config = Harness.testConfig()
+        config.providerConcurrency = ["mock": 2]
+        let summary = try makeRun("""
+            {"agent": "explore", "prompt": "@sleep 100ms\\n@exit 1"}
+            {"agent": "explore", "prompt": "@message slow\\n@hang"}
+            {"agent": "explore", "prompt": "@result never starts"}
+            {"agent": "explore", "prompt": "@result never starts"}
+            """, folder: folder, haltOnError: true, config: config).run()
+        #expect(summary.exitCode == 1)
+        #expect(summary.counts.error == 1)
+        #expect(summary.counts.cancelled == 3)
+        #expect(summary.rows.filter { $0.snapshot.status == .cancelled }.allSatisfy { $0.snapshot.reason == .shutdown })
+    }
+}
