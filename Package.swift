@@ -42,6 +42,12 @@ let package = Package(
             dependencies: ["DroverWire"],
             path: "workers/mock-agent"
         ),
+        // Figures for BENCHMARKS.md (bench/run.sh builds and runs it in release mode).
+        .executableTarget(
+            name: "drover-bench",
+            dependencies: ["DroverCore"],
+            path: "bench/drover-bench"
+        ),
         .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire"]),
     ],

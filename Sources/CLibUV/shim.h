@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 // Swift 6 strict concurrency refuses the C globals stdout/stderr; these hand them over.
@@ -34,5 +35,11 @@ static inline int drover_errno(void) { return errno; }
 
 // syncfs needs _GNU_SOURCE in glibc headers; the raw syscall does not.
 static inline int drover_syncfs(int fd) { return (int)syscall(SYS_syncfs, fd); }
+
+// Whether SIGCHLD is ignored (Swift cannot compare the handler with SIG_IGN).
+static inline int drover_sigchld_is_ignored(void) {
+    struct sigaction current;
+    return sigaction(SIGCHLD, NULL, &current) == 0 && current.sa_handler == SIG_IGN;
+}
 
 #endif

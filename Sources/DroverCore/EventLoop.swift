@@ -20,7 +20,15 @@ public final class EventLoop {
     deinit {
         // Let pending close callbacks run so every handle's memory is freed.
         uv_run(raw, UV_RUN_NOWAIT)
-        uv_loop_close(raw)
+        if uv_loop_close(raw) != 0 {
+            // Something is still open (an abandoned child, say): close it all. libuv keeps
+            // loops in process-wide signal tables, so a loop it still knows must not be freed.
+            uv_walk(raw, { handle, _ in
+                if uv_is_closing(handle) == 0 { uv_close(handle, nil) }
+            }, nil)
+            uv_run(raw, UV_RUN_DEFAULT)
+            guard uv_loop_close(raw) == 0 else { return }
+        }
         raw.deallocate()
         readBuffer.deallocate()
     }

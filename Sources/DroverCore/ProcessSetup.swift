@@ -3,25 +3,10 @@ import Glibc
 
 /// What a supervising process sets up once, before its first child.
 public enum ProcessSetup {
+    /// Idempotent: later calls do nothing (libuv's SIGCHLD handler, once installed, must
+    /// never be replaced).
     public static func prepare() {
-        // A parent may have blocked or ignored signals (a test runner's thread, some CI
-        // runners); libuv needs SIGCHLD delivered to reap children, and SIG_IGN for SIGCHLD
-        // would stop exit callbacks altogether.
-        var none = sigset_t()
-        sigemptyset(&none)
-        sigprocmask(SIG_SETMASK, &none, nil)
-        signal(SIGCHLD, SIG_DFL)
-        // A worker that closes its stdin must not kill the supervisor with SIGPIPE.
-        signal(SIGPIPE, SIG_IGN)
-        // Nothing inherited from whoever started drover may leak into a worker.
-        drover_cloexec_from_3()
-        // Each running task holds three pipes and the writer opens files: lift the soft
-        // descriptor limit to the hard one.
-        var limit = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        }
+        _ = preparedOnce
     }
 
     public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
@@ -33,3 +18,24 @@ public enum ProcessSetup {
         return 80
     }
 }
+
+private let preparedOnce: Void = {
+    // A parent may have blocked or ignored signals (a test runner's thread, some CI
+    // runners). libuv needs SIGCHLD delivered to reap children, and an ignored SIGCHLD
+    // would stop exit callbacks altogether.
+    var none = sigset_t()
+    sigemptyset(&none)
+    sigprocmask(SIG_SETMASK, &none, nil)
+    if drover_sigchld_is_ignored() != 0 { signal(SIGCHLD, SIG_DFL) }
+    // A worker that closes its stdin must not kill the supervisor with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN)
+    // Nothing inherited from whoever started drover may leak into a worker.
+    drover_cloexec_from_3()
+    // Each running task holds three pipes and the writer opens files: lift the soft
+    // descriptor limit to the hard one.
+    var limit = rlimit()
+    if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}()

@@ -49,6 +49,12 @@ public final class Supervisor {
     /// the child is reaped too).
     public var onReport: (TaskSnapshot) -> Void = { _ in }
 
+    /// Moments in a task's life, as they happen on the loop (for benchmarks and debugging).
+    public enum TraceEvent: Sendable {
+        case spawned, resultFrame, exited
+    }
+    public var onTrace: ((String, TraceEvent) -> Void)?
+
     public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, workingDirectory: String = FileSystem.currentDirectory()) {
         self.loop = loop
         self.config = config
@@ -201,6 +207,7 @@ public final class Supervisor {
         task.snapshot.status = .running
         task.snapshot.startedMs = Clock.wallMs()
         task.snapshot.pid = child.pid
+        onTrace?(snapshot.id, .spawned)
         persist(task)
         let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))
         task.run = run

@@ -167,6 +167,7 @@ final class TaskRun {
         case "idle":
             idle()
         case "result":
+            supervisor.onTrace?(id, .resultFrame)
             decide(Outcome(.result, resultText: frame["text"]?.stringValue ?? lastAssistantText ?? "", resultData: frame["data"]))
         case "error":
             let message = frame["message"]?.stringValue ?? "the worker reported an error"
@@ -296,6 +297,7 @@ final class TaskRun {
     }
 
     private func exited(status: Int64, signal: Int32) {
+        supervisor.onTrace?(id, .exited)
         exitStatus = status
         exitSignal = signal
         ttlTimer.stop()

@@ -1,0 +1,131 @@
+// drover-bench: latency, hand-off and memory figures for BENCHMARKS.md, measured inside one
+// supervisor with its trace hook. Run through bench/run.sh (release build).
+import DroverCore
+import Glibc
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[sorted.count / 2]
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+}
+
+func format(_ ms: Double) -> String {
+    let hundredths = Int((ms * 100).rounded())
+    let frac = String(hundredths % 100)
+    return "\(hundredths / 100).\(frac.count < 2 ? "0" : "")\(frac) ms"
+}
+
+func rssKiB() -> Int {
+    guard let bytes = try? FileSystem.read("/proc/self/status") else { return 0 }
+    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    return 0
+}
+
+func makeSupervisor(folder: String, configure: (inout DroverConfig) -> Void) throws -> Supervisor {
+    var config = DroverConfig()
+    configure(&config)
+    let loop = EventLoop()
+    let store = try ResultStore(loop: loop, root: folder)
+    let launch = WorkerLaunch(programDirectories: [FileSystem.executableDirectory()], environment: ProcessEnvironment.current())
+    return Supervisor(loop: loop, config: config, store: store, launch: launch)
+}
+
+/// Runs tasks through one supervisor until all are reported ended.
+func runAll(_ supervisor: Supervisor, prompts: [String]) throws {
+    var open = 0
+    supervisor.onReport = { snapshot in
+        if snapshot.status.isTerminal {
+            open -= 1
+            if open == 0 { supervisor.loop.stop() }
+        }
+    }
+    for prompt in prompts {
+        try supervisor.submit(TaskRequest(agent: "explore", prompt: prompt))
+        open += 1
+    }
+    supervisor.loop.run()
+}
+
+let root = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/drover-bench"
+ProcessSetup.prepare()
+
+// 1. Completion latency: the worker's result frame read → task.json written and reported.
+do {
+    let supervisor = try makeSupervisor(folder: root + "/latency") { $0.providerConcurrency = ["mock": 4] }
+    var resultAt: [String: UInt64] = [:]
+    var samples: [Double] = []
+    supervisor.onTrace = { id, event in
+        if case .resultFrame = event { resultAt[id] = Clock.monotonicNs() }
+    }
+    let report = supervisor.onReport
+    _ = report
+    var open = 0
+    supervisor.onReport = { snapshot in
+        guard snapshot.status.isTerminal else { return }
+        if let start = resultAt[snapshot.id] { samples.append(Double(Clock.monotonicNs() - start) / 1e6) }
+        open -= 1
+        if open == 0 { supervisor.loop.stop() }
+    }
+    for i in 0..<200 {
+        try supervisor.submit(TaskRequest(agent: "explore", prompt: "@result answer \(i)"))
+        open += 1
+    }
+    supervisor.loop.run()
+    supervisor.store.close()
+    print("completion latency (result frame -> task.json completed, 200 tasks): median \(format(median(samples))), p90 \(format(percentile(samples, 0.9)))")
+}
+
+// 2. Slot hand-off under a limit of 1: one task's exit → the next task's spawn.
+do {
+    let supervisor = try makeSupervisor(folder: root + "/handoff") { $0.providerConcurrency = ["mock": 1] }
+    var lastExit: UInt64?
+    var samples: [Double] = []
+    supervisor.onTrace = { _, event in
+        switch event {
+        case .exited: lastExit = Clock.monotonicNs()
+        case .spawned:
+            if let exit = lastExit { samples.append(Double(Clock.monotonicNs() - exit) / 1e6) }
+        case .resultFrame: break
+        }
+    }
+    try runAll(supervisor, prompts: (0..<200).map { "@result \($0)" })
+    supervisor.store.close()
+    print("slot hand-off (exit -> next spawn, limit 1, 200 tasks): median \(format(median(samples))), p90 \(format(percentile(samples, 0.9)))")
+}
+
+// 3. Memory with 500 running mock tasks.
+do {
+    let supervisor = try makeSupervisor(folder: root + "/memory") { $0.providerConcurrency = ["mock": 0] }
+    let before = rssKiB()
+    var running = 0
+    var peak = 0
+    var open = 0
+    supervisor.onReport = { snapshot in
+        if snapshot.status == .running {
+            running += 1
+            if running == 500 {
+                peak = rssKiB()
+                supervisor.cancelAll()
+            }
+        }
+        if snapshot.status.isTerminal {
+            open -= 1
+            if open == 0 { supervisor.loop.stop() }
+        }
+    }
+    for _ in 0..<500 {
+        try supervisor.submit(TaskRequest(agent: "explore", prompt: "@busy 60s"))
+        open += 1
+    }
+    supervisor.loop.run()
+    supervisor.store.close()
+    print("supervisor memory with 500 running mock tasks: \(peak / 1024) MiB RSS (\(before / 1024) MiB before the first spawn, \((peak - before) / 500) KiB per task)")
+}
