@@ -27,14 +27,14 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One child process in its own process group, with pipes for stdin (frames in), stdout
-/// (frames out) and stderr (free text). It owns its four handles and keeps itself alive
-/// until libuv has closed all of them; `onClosed` is the last thing it reports.
+/// (frames out) and stderr (free text). It owns its three pipe handles and keeps itself
+/// alive until the child is reaped and libuv has closed the pipes; `onClosed` is the last
+/// thing it reports.
 final class ChildProcess {
-    private let process: UnsafeMutablePointer<uv_process_t>
     private let stdinPipe: UnsafeMutablePointer<uv_pipe_t>
     private let stdoutPipe: UnsafeMutablePointer<uv_pipe_t>
     private let stderrPipe: UnsafeMutablePointer<uv_pipe_t>
-    private var openHandles = 4
+    private var openHandles = 3
     private var selfReference: Unmanaged<ChildProcess>?
 
     private(set) var pid: Int32 = 0
@@ -49,71 +49,58 @@ final class ChildProcess {
     var onExit: (_ status: Int64, _ signal: Int32) -> Void = { _, _ in }
     var onClosed: () -> Void = {}
 
-    private init(loop: EventLoop) {
-        process = allocateHandle(uv_process_t.self)
+    private init(loop: EventLoop, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
         stdinPipe = allocateHandle(uv_pipe_t.self)
         stdoutPipe = allocateHandle(uv_pipe_t.self)
         stderrPipe = allocateHandle(uv_pipe_t.self)
-        uv_pipe_init(loop.raw, stdinPipe, 0)
-        uv_pipe_init(loop.raw, stdoutPipe, 0)
-        uv_pipe_init(loop.raw, stderrPipe, 0)
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        process.pointee.data = me
-        stdinPipe.pointee.data = me
-        stdoutPipe.pointee.data = me
-        stderrPipe.pointee.data = me
+        for (pipe, fd) in [(stdinPipe, stdinFD), (stdoutPipe, stdoutFD), (stderrPipe, stderrFD)] {
+            uv_pipe_init(loop.raw, pipe, 0)
+            uv_pipe_open(pipe, fd)
+            pipe.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        }
     }
 
-    /// Starts the child. On failure every handle is still closed (asynchronously) and the
-    /// error names the program and errno.
+    /// Starts the child with posix_spawn (vfork semantics: the supervisor's page tables are
+    /// not copied, which is what keeps spawning at the kernel's exec rate).
     static func spawn(loop: EventLoop, spec: SpawnSpec) throws(SpawnError) -> ChildProcess {
-        let child = ChildProcess(loop: loop)
-        child.selfReference = Unmanaged.passRetained(child)
-        let rc = child.start(loop: loop, spec: spec)
-        if rc != 0 {
-            child.exited = true
-            child.stdinOpen = false
-            child.closeAll()
-            throw SpawnError(command: spec.executable, code: rc)
+        var input: [Int32] = [-1, -1]
+        var output: [Int32] = [-1, -1]
+        var errors: [Int32] = [-1, -1]
+        guard drover_pipe(&input) == 0 else { throw SpawnError(command: spec.executable, code: -errno) }
+        guard drover_pipe(&output) == 0 else {
+            let code = errno
+            [input[0], input[1]].forEach { _ = Glibc.close($0) }
+            throw SpawnError(command: spec.executable, code: -code)
         }
-        child.pid = child.process.pointee.pid
+        guard drover_pipe(&errors) == 0 else {
+            let code = errno
+            [input[0], input[1], output[0], output[1]].forEach { _ = Glibc.close($0) }
+            throw SpawnError(command: spec.executable, code: -code)
+        }
+        let reaper = loop.reaper
+        let argv = CStringArray(spec.arguments)
+        let envp = CStringArray(spec.environment)
+        var pid: pid_t = 0
+        let rc = spec.executable.withCString { path in
+            withOptionalCString(spec.workingDirectory) { cwd in
+                drover_spawn(&pid, path, argv.pointer, envp.pointer, cwd, input[0], output[1], errors[1])
+            }
+        }
+        argv.free()
+        envp.free()
+        // The child's ends belong to the child now.
+        [input[0], output[1], errors[1]].forEach { _ = Glibc.close($0) }
+        if rc != 0 {
+            [input[1], output[0], errors[0]].forEach { _ = Glibc.close($0) }
+            throw SpawnError(command: spec.executable, code: -rc)
+        }
+        let child = ChildProcess(loop: loop, stdinFD: input[1], stdoutFD: output[0], stderrFD: errors[0])
+        child.pid = pid
+        child.selfReference = Unmanaged.passRetained(child)
+        reaper.watch(child)
         uv_read_start(asStream(child.stdoutPipe), childAlloc, childRead)
         uv_read_start(asStream(child.stderrPipe), childAlloc, childRead)
         return child
-    }
-
-    private func start(loop: EventLoop, spec: SpawnSpec) -> Int32 {
-        let argv = CStringArray(spec.arguments)
-        let envp = CStringArray(spec.environment)
-        defer {
-            argv.free()
-            envp.free()
-        }
-        var stdio = [uv_stdio_container_t](repeating: uv_stdio_container_t(), count: 3)
-        stdio[0].flags = uv_stdio_flags(UV_CREATE_PIPE.rawValue | UV_READABLE_PIPE.rawValue)
-        stdio[0].data.stream = asStream(stdinPipe)
-        stdio[1].flags = uv_stdio_flags(UV_CREATE_PIPE.rawValue | UV_WRITABLE_PIPE.rawValue)
-        stdio[1].data.stream = asStream(stdoutPipe)
-        stdio[2].flags = uv_stdio_flags(UV_CREATE_PIPE.rawValue | UV_WRITABLE_PIPE.rawValue)
-        stdio[2].data.stream = asStream(stderrPipe)
-        return spec.executable.withCString { file in
-            withOptionalCString(spec.workingDirectory) { cwd in
-                stdio.withUnsafeMutableBufferPointer { stdioBuffer in
-                    var options = uv_process_options_t()
-                    options.file = file
-                    options.args = argv.pointer
-                    options.env = envp.pointer
-                    options.cwd = cwd
-                    // Own session and process group: kill(-pid) reaches every descendant
-                    // that stays in the group.
-                    options.flags = UInt32(UV_PROCESS_DETACHED.rawValue)
-                    options.stdio_count = 3
-                    options.stdio = stdioBuffer.baseAddress
-                    options.exit_cb = childExited
-                    return uv_spawn(loop.raw, process, &options)
-                }
-            }
-        }
     }
 
     /// Queues bytes for the child's stdin. The bytes live with the write request until
@@ -159,10 +146,10 @@ final class ChildProcess {
         close(stdinPipe)
     }
 
-    /// Sends a signal to the child's whole process group.
+    /// Sends a signal to the child's whole process group (never after it has been reaped).
     @discardableResult
     func signalGroup(_ signal: Int32) -> Bool {
-        guard pid > 0 else { return false }
+        guard pid > 0, !exited else { return false }
         return kill(-pid, signal) == 0
     }
 
@@ -173,14 +160,12 @@ final class ChildProcess {
         close(stderrPipe)
     }
 
-    fileprivate func exitedWith(status: Int64, signal: Int32) {
+    /// Called by the reaper once the child is reaped (its group already swept).
+    fileprivate func reaped(status: Int64, signal: Int32) {
         exited = true
-        // Sweep the group now, while its id cannot have been reused: anything the worker
-        // left behind in it dies with it.
-        signalGroup(SIGKILL)
-        close(process)
         closeStdin()
         onExit(status, signal)
+        finishIfDone()
     }
 
     fileprivate func read(from stream: UnsafeMutablePointer<uv_stream_t>, count: Int, buffer: UnsafeRawPointer?) {
@@ -199,13 +184,6 @@ final class ChildProcess {
         }
     }
 
-    private func closeAll() {
-        close(process)
-        close(stdinPipe)
-        close(stdoutPipe)
-        close(stderrPipe)
-    }
-
     private func close<T>(_ pointer: UnsafeMutablePointer<T>) {
         let handle = asHandle(pointer)
         guard uv_is_closing(handle) == 0 else { return }
@@ -217,14 +195,17 @@ final class ChildProcess {
 
     private func handleClosed() {
         openHandles -= 1
-        guard openHandles == 0 else { return }
+        finishIfDone()
+    }
+
+    private func finishIfDone() {
+        guard openHandles == 0, exited, selfReference != nil else { return }
         onClosed()
         onStdout = { _ in }
         onStderr = { _ in }
         onStdoutEnd = {}
         onExit = { _, _ in }
         onClosed = {}
-        process.deallocate()
         stdinPipe.deallocate()
         stdoutPipe.deallocate()
         stderrPipe.deallocate()
@@ -235,9 +216,44 @@ final class ChildProcess {
     var isStdinOpen: Bool { stdinOpen }
 }
 
-private func childExited(_ process: UnsafeMutablePointer<uv_process_t>?, _ status: Int64, _ signal: Int32) {
-    let child = Unmanaged<ChildProcess>.fromOpaque(process!.pointee.data).takeUnretainedValue()
-    child.exitedWith(status: status, signal: signal)
+/// Reaps this loop's children when SIGCHLD arrives. Each loop waits only for its own pids,
+/// so several loops in one process (the tests) never take each other's exits. A child's
+/// process group is killed while the child is still a zombie, before it is reaped: the
+/// group id cannot have been reused then, and nothing the worker left in its group lives on.
+final class ChildReaper {
+    private let handle: UnsafeMutablePointer<uv_signal_t>
+    private var children: [Int32: ChildProcess] = [:]
+
+    init(loop: EventLoop) {
+        handle = allocateHandle(uv_signal_t.self)
+        uv_signal_init(loop.raw, handle)
+        handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_signal_start(handle, { handle, _ in
+            Unmanaged<ChildReaper>.fromOpaque(handle!.pointee.data).takeUnretainedValue().sweep()
+        }, SIGCHLD)
+        uv_unref(asHandle(handle))
+    }
+
+    func watch(_ child: ChildProcess) {
+        children[child.pid] = child
+        // A running child keeps the loop alive even if it has closed its pipes.
+        if children.count == 1 { uv_ref(asHandle(handle)) }
+    }
+
+    func sweep() {
+        var ended: [(ChildProcess, Int64, Int32)] = []
+        for (pid, child) in children where drover_has_exited(pid) != 0 {
+            kill(-pid, SIGKILL)
+            var code: Int32 = 0
+            var signal: Int32 = 0
+            if drover_reap(pid, &code, &signal) != 0 { ended.append((child, Int64(code), signal)) }
+        }
+        for (child, _, _) in ended { children[child.pid] = nil }
+        if children.isEmpty { uv_unref(asHandle(handle)) }
+        for (child, code, signal) in ended { child.reaped(status: code, signal: signal) }
+    }
+
+    func close() { closeAndFree(handle) }
 }
 
 private func childAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {

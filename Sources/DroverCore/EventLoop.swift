@@ -8,6 +8,15 @@ public final class EventLoop {
     /// Shared by every read on this loop: reads are consumed synchronously in their callback.
     let readBuffer: UnsafeMutableRawPointer
     static let readBufferSize = 64 * 1024
+    private var reaperIfStarted: ChildReaper?
+
+    /// Watches SIGCHLD for this loop's children; started before the first spawn.
+    var reaper: ChildReaper {
+        if let reaperIfStarted { return reaperIfStarted }
+        let reaper = ChildReaper(loop: self)
+        reaperIfStarted = reaper
+        return reaper
+    }
 
     public init() {
         raw = .allocate(capacity: 1)
@@ -18,6 +27,7 @@ public final class EventLoop {
     }
 
     deinit {
+        reaperIfStarted?.close()
         // Let pending close callbacks run so every handle's memory is freed.
         uv_run(raw, UV_RUN_NOWAIT)
         if uv_loop_close(raw) != 0 {

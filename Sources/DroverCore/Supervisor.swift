@@ -189,6 +189,10 @@ public final class Supervisor {
             end(task, Outcome(.spawn, message: "cannot start \(argv[0]): not found beside drover (\(launch.programDirectories.joined(separator: ", "))) or on PATH"))
             return
         }
+        guard FileSystem.isDirectory(task.cwd) else {
+            end(task, Outcome(.spawn, message: "cannot start \(argv[0]): its working folder \(task.cwd) does not exist"))
+            return
+        }
         let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
         let environment = launch.childEnvironment(
             passEnv: task.agent.passEnv, agentEnv: [:], taskEnv: task.env,

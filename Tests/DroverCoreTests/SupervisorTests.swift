@@ -223,7 +223,10 @@ import Testing
         let byName = try h.submit("x", agent: "ghost")
         let byPath = try h.submit("x", agent: "nowhere")
         let after = try h.submit("@result still works")
-        let ended = h.run(until: [byName, byPath, after])
+        let noFolder = try h.submit("@result x") { $0.cwd = "/nonexistent/folder" }
+        let ended = h.run(until: [byName, byPath, after, noFolder])
+        #expect(ended[noFolder]?.reason == .spawn)
+        #expect(ended[noFolder]?.error?.contains("/nonexistent/folder does not exist") == true)
         #expect(ended[byName]?.status == .error && ended[byName]?.reason == .spawn)
         #expect(ended[byName]?.error?.contains("drover-no-such-program") == true)
         #expect(ended[byName]?.error?.contains("not found") == true)
