@@ -116,7 +116,9 @@ final class FileWriter: @unchecked Sendable {
             do { try FileSystem.append(path, appends[path]!) } catch { failures.append(error) }
         }
         // Write every replacement under a temporary name, make them durable together, then
-        // rename them in the order they were asked for.
+        // rename them in the order they were asked for. A few files are synced one by one;
+        // past that one syncfs is cheaper (measured: under load, per-file fdatasync doubled
+        // the completion latency, since every one of them waits for a journal commit).
         let syncEach = durable && replaceOrder.count < 4
         var written: [String] = []
         for path in replaceOrder {

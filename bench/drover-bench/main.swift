@@ -33,7 +33,7 @@ func makeSupervisor(folder: String, configure: (inout DroverConfig) -> Void) thr
     var config = DroverConfig()
     configure(&config)
     let loop = EventLoop()
-    let store = try ResultStore(loop: loop, root: folder)
+    let store = try ResultStore(loop: loop, root: folder, durable: ProcessEnvironment.current()["BENCH_NO_SYNC"] == nil)
     let launch = WorkerLaunch(programDirectories: [FileSystem.executableDirectory()], environment: ProcessEnvironment.current())
     return Supervisor(loop: loop, config: config, store: store, launch: launch)
 }
@@ -58,15 +58,22 @@ let root = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "/tmp/dr
 ProcessSetup.prepare()
 
 // 1. Completion latency: the worker's result frame read → task.json written and reported.
-do {
-    let supervisor = try makeSupervisor(folder: root + "/latency") { $0.providerConcurrency = ["mock": 4] }
+//    Quiet: 200 workers started together, finishing 10 ms apart, so nothing else competes
+//    for the 2 cores. Loaded: 4 at a time, each completion handing its slot to a new worker
+//    whose start-up runs alongside the write.
+func completionLatency(label: String, folder: String, limit: Int, prompt: (Int) -> String) throws {
+    let supervisor = try makeSupervisor(folder: folder) { $0.providerConcurrency = ["mock": limit] }
     var resultAt: [String: UInt64] = [:]
     var samples: [Double] = []
+    var untilReaped: [Double] = []
     supervisor.onTrace = { id, event in
-        if case .resultFrame = event { resultAt[id] = Clock.monotonicNs() }
+        switch event {
+        case .resultFrame: resultAt[id] = Clock.monotonicNs()
+        case .exited:
+            if let start = resultAt[id] { untilReaped.append(Double(Clock.monotonicNs() - start) / 1e6) }
+        case .spawned: break
+        }
     }
-    let report = supervisor.onReport
-    _ = report
     var open = 0
     supervisor.onReport = { snapshot in
         guard snapshot.status.isTerminal else { return }
@@ -75,12 +82,20 @@ do {
         if open == 0 { supervisor.loop.stop() }
     }
     for i in 0..<200 {
-        try supervisor.submit(TaskRequest(agent: "explore", prompt: "@result answer \(i)"))
+        try supervisor.submit(TaskRequest(agent: "explore", prompt: prompt(i)))
         open += 1
     }
     supervisor.loop.run()
     supervisor.store.close()
-    print("completion latency (result frame -> task.json completed, 200 tasks): median \(format(median(samples))), p90 \(format(percentile(samples, 0.9)))")
+    print("completion latency, \(label): median \(format(median(samples))), p90 \(format(percentile(samples, 0.9)))"
+        + " (worker exit and reaping: median \(format(median(untilReaped))))")
+}
+
+try completionLatency(label: "quiet (200 tasks finishing 10 ms apart)", folder: root + "/latency-quiet", limit: 0) { i in
+    "@sleep \(2000 + 10 * i)ms\n@result answer \(i)"
+}
+try completionLatency(label: "loaded (200 tasks, 4 at a time, each end starting the next)", folder: root + "/latency-loaded", limit: 4) { i in
+    "@result answer \(i)"
 }
 
 // 2. Slot hand-off under a limit of 1: one task's exit → the next task's spawn.
