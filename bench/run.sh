@@ -30,10 +30,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 xargs_times=()
 drover_times=()
+# Results are kept until the end: deleting thousands of files on a filesystem mounted with
+# `discard` makes the next syncs wait behind the discards, which would measure rm, not drover.
+# `sync` before each timed run keeps earlier writeback out of it.
 for run in $(seq "$runs"); do
+  sync
   xargs_times+=("$(elapsed_ms sh -c 'seq 1000 | xargs -P 64 -n 1 /bin/true')")
+  sync
   drover_times+=("$(elapsed_ms "$bin/drover" run "$work/true.jsonl" --results "$work/run$run" --config "$work/limit64.jsonc")")
-  rm -rf "$work/run$run"
 done
 x=$(printf '%s\n' "${xargs_times[@]}" | median)
 d=$(printf '%s\n' "${drover_times[@]}" | median)
@@ -42,4 +46,5 @@ echo "  xargs -P 64:   ${x} ms   (runs: ${xargs_times[*]})"
 echo "  drover run:    ${d} ms   (runs: ${drover_times[*]}; every task's files written and synced)"
 awk -v d="$d" -v x="$x" 'BEGIN { printf "  ratio drover/xargs: %.2f (target: at most 1.25)\n\n", d / x }'
 
+sync
 "$bin/drover-bench" "$work/bench"

@@ -110,7 +110,7 @@ public final class BatchRun {
                 counts.pending += 1
                 submitted.append((entry.line, snapshot.id))
             } catch {
-                // Checked when the manifest was parsed; only storage can fail here.
+                // Agents were checked when the manifest was parsed; report anything else.
                 writeStandardError("drover: line \(entry.line): \(error)\n")
             }
         }

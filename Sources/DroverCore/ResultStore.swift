@@ -69,10 +69,14 @@ public final class ResultStore {
 
     // MARK: writes (loop thread)
 
-    /// Creates a task's folder at once (its prompt file may be needed before the batch runs).
-    public func createTaskDirectory(_ taskID: String) throws(FileError) {
-        let path = taskDirectory(taskID)
-        if mkdir(path, 0o700) != 0 && errno != EEXIST { throw FileError(path: path, operation: "create folder", code: errno) }
+    /// Creates a task's folder with the next batch, before that batch's files.
+    public func makeTaskDirectory(_ taskID: String) {
+        batch.append(.makeDirectory(taskDirectory(taskID)))
+    }
+
+    /// Creates a task's folder now (when a file must exist before the batch runs).
+    public func createTaskDirectoryNow(_ taskID: String) throws(FileError) {
+        try FileSystem.makeDirectories(taskDirectory(taskID))
     }
 
     public func writeTask(_ snapshot: TaskSnapshot) {

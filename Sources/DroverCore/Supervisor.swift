@@ -102,11 +102,7 @@ public final class Supervisor {
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
             prompt: request.prompt, createdMs: Clock.wallMs(), ttlMs: timers.taskTtl, pool: pool.id)
         snapshot.extra = request.extra
-        do {
-            try store.createTaskDirectory(id)
-        } catch {
-            throw .storage(error)
-        }
+        store.makeTaskDirectory(id)
         let cwd = request.cwd ?? agent.cwd ?? workingDirectory
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
@@ -178,6 +174,7 @@ public final class Supervisor {
         ]
         if task.arguments.contains(where: { $0.contains("{prompt_file}") }) {
             do {
+                try store.createTaskDirectoryNow(snapshot.id)
                 try FileSystem.writeFile(values["prompt_file"]!, Array(snapshot.prompt.utf8))
             } catch {
                 end(task, Outcome(.spawn, message: "cannot write the prompt file: \(error)"))

@@ -36,14 +36,12 @@ public struct TaskRequest: Sendable {
 public enum SubmitError: Error, Sendable, CustomStringConvertible {
     case unknownAgent(String, known: [String])
     case emptyCommand
-    case storage(FileError)
 
     public var description: String {
         switch self {
         case .unknownAgent(let name, let known):
             return "unknown agent \"\(name)\" (known: \(known.joined(separator: ", ")))"
         case .emptyCommand: return "a command task needs a non-empty argv array"
-        case .storage(let error): return error.description
         }
     }
 }
