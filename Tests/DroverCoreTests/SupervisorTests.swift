@@ -287,6 +287,16 @@ import Testing
         #expect(transcript.contains { $0["type"] == "message" && $0["text"] == "through stdin" })
     }
 
+    @Test func noDescriptorOfTheSupervisorLeaksIntoAChild() throws {
+        let h = try Harness()
+        // Some other task's pipes and files are open while this one starts.
+        let busy = try h.submit("@message hold the pipes open\n@sleep 300ms\n@result ok")
+        let listing = try h.submit(command: ["/bin/ls", "/proc/self/fd"])
+        h.run(until: [busy, listing])
+        // 0-2, plus the descriptor ls itself opened to read the folder.
+        #expect(try h.result(listing) == "0\n1\n2\n3\n")
+    }
+
     @Test func pendingTasksCanBeCancelledAndQueuedTtlApplies() throws {
         var config = Harness.testConfig()
         config.providerConcurrency = ["mock": 1]
