@@ -20,13 +20,16 @@ let package = Package(
             pkgConfig: "libuv",
             providers: [.apt(["libuv1-dev"])]
         ),
+        // System calls that need _GNU_SOURCE (posix_spawn with setsid, pipe2, syncfs), kept
+        // in C so that define never reaches a header Swift also imports.
+        .target(name: "CDroverSystem"),
         // The wire format shared by the supervisor and every Swift worker: JSON values and
         // length-prefixed frames. No Foundation, so workers start fast.
         .target(name: "DroverWire"),
         .target(
             name: "DroverCore",
             dependencies: [
-                "CLibUV", "DroverWire",
+                "CLibUV", "CDroverSystem", "DroverWire",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -93,6 +93,13 @@ public final class BatchRun {
         counts.total = entries.count
         counts.completed = carried.count
         supervisor.onReport = { [weak self] snapshot in self?.reported(snapshot) }
+        // Halting acts on the transition itself, before the failed task's slot starts another.
+        supervisor.onEnded = { [weak self] snapshot in
+            guard let self, self.options.haltOnError, snapshot.status == .error, !self.halted else { return }
+            self.halted = true
+            self.supervisor.stopStartingTasks()
+            self.supervisor.cancelAll(reason: .shutdown, message: "halted after task \(snapshot.id) (line \(self.lineOfTask[snapshot.id] ?? 0)) failed")
+        }
         let interrupts = [SIGINT, SIGTERM].map { signal in
             LoopSignal(loop: loop, signal: signal) { [weak self] in
                 self?.supervisor.cancelAll(reason: .user, message: "interrupted by \(signalName(signal))")
@@ -141,10 +148,6 @@ public final class BatchRun {
         adjust(previous, by: -1)
         adjust(snapshot.status, by: 1)
         onProgress(snapshot, counts)
-        if options.haltOnError && snapshot.status == .error && !halted {
-            halted = true
-            supervisor.cancelAll(reason: .shutdown, message: "halted after task \(snapshot.id) (line \(lineOfTask[snapshot.id] ?? 0)) failed")
-        }
         if counts.done == counts.total { loop.stop() }
     }
 

@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 
 /// Wall-clock time for files (unix milliseconds, RFC 3339) and a monotonic clock for latency.
 public enum Clock {
@@ -24,6 +25,33 @@ public enum Clock {
         let millis = Int32(ms % 1000)
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(millis, 3))Z"
+    }
+
+    /// Milliseconds from `2026-11-22T01:52:20.123Z` (the form drover writes), or nil.
+    public static func parseRFC3339(_ text: String) -> Int64? {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 20, bytes.last == UInt8(ascii: "Z") else { return nil }
+        func number(_ from: Int, _ count: Int) -> Int32? {
+            var value: Int32 = 0
+            for i in from..<(from + count) {
+                guard i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 else { return nil }
+                value = value * 10 + Int32(bytes[i] - 48)
+            }
+            return value
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2)
+        else { return nil }
+        var millis: Int64 = 0
+        if bytes.count >= 24, bytes[19] == UInt8(ascii: "."), let m = number(20, 3) { millis = Int64(m) }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = month - 1
+        parts.tm_mday = day
+        parts.tm_hour = hour
+        parts.tm_min = minute
+        parts.tm_sec = second
+        return Int64(timegm(&parts)) * 1000 + millis
     }
 
     /// `20261122T015220Z`: a compact UTC stamp for folder names.

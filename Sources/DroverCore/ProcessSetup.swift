@@ -1,3 +1,4 @@
+import CDroverSystem
 import CLibUV
 import Glibc
 

@@ -44,6 +44,7 @@ public final class Supervisor {
     private var dirty: Set<String> = []
     private var granted: [SlotGrant] = []
     private var startingGranted = false
+    private var draining = false
 
     /// Every state change, in order, once its files are on disk (terminal ones only after
     /// the child is reaped too).
@@ -54,6 +55,13 @@ public final class Supervisor {
         case spawned, resultFrame, exited
     }
     public var onTrace: ((String, TraceEvent) -> Void)?
+
+    /// Called synchronously as a task enters its terminal state, before its slot is handed
+    /// on (its files are not written yet: use `onReport` to tell others).
+    public var onEnded: ((TaskSnapshot) -> Void)?
+
+    /// Every transcript line as it is recorded (for following a task's log live).
+    public var onTranscriptLine: ((String, [UInt8]) -> Void)?
 
     public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, workingDirectory: String = FileSystem.currentDirectory()) {
         self.loop = loop
@@ -76,6 +84,25 @@ public final class Supervisor {
     /// Queues a task; it starts at once when its pool has a free slot.
     @discardableResult
     public func submit(_ request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
+        var id = TaskIdentifiers.newTaskID()
+        while tasks[id] != nil || FileSystem.exists(store.taskDirectory(id)) { id = TaskIdentifiers.newTaskID() }
+        let task = try makeTask(request, id: id, sessionID: request.sessionID ?? TaskIdentifiers.newSessionID(), createdMs: Clock.wallMs())
+        store.makeTaskDirectory(id)
+        persist(task)
+        enqueue(task)
+        return task.snapshot
+    }
+
+    /// Queues again a task that was pending when an earlier supervisor stopped, keeping its
+    /// id, session and creation time. Its task.json is already on disk.
+    @discardableResult
+    public func restore(pending snapshot: TaskSnapshot, request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
+        let task = try makeTask(request, id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs)
+        enqueue(task)
+        return task.snapshot
+    }
+
+    private func makeTask(_ request: TaskRequest, id: String, sessionID: String, createdMs: Int64) throws(SubmitError) -> SupervisedTask {
         let agent: AgentConfig
         var arguments: [String]
         if let command = request.command {
@@ -94,32 +121,49 @@ public final class Supervisor {
         let key = model.map { model in provider.map { "\($0)/\(model)" } ?? model } ?? agent.name
         let timers = request.timers.over(agent.timers.over(config.timers)).resolved
         let pool = config.pool(provider: provider, model: model, key: key)
-        var id = TaskIdentifiers.newTaskID()
-        while tasks[id] != nil || FileSystem.exists(store.taskDirectory(id)) { id = TaskIdentifiers.newTaskID() }
+        let cwd = FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
         var snapshot = TaskSnapshot(
-            id: id, sessionID: request.sessionID ?? TaskIdentifiers.newSessionID(), agent: agent.name,
-            provider: provider, model: model, key: key,
+            id: id, sessionID: sessionID, agent: agent.name, provider: provider, model: model, key: key,
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
-            prompt: request.prompt, createdMs: Clock.wallMs(), ttlMs: timers.taskTtl, pool: pool.id)
+            prompt: request.prompt, createdMs: createdMs, ttlMs: timers.taskTtl, pool: pool.id)
         snapshot.extra = request.extra
-        store.makeTaskDirectory(id)
-        let cwd = request.cwd ?? agent.cwd ?? workingDirectory
+        var kept = request
+        kept.cwd = cwd
+        snapshot.extra["request"] = .object(kept.json())
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
         let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, env: env,
-                                  cwd: FileSystem.absolute(cwd), resume: request.resume, pool: pool)
+                                  cwd: cwd, resume: request.resume, pool: pool)
         tasks[id] = task
-        persist(task)
-        if let grant = pools.request(taskID: id, in: pool) {
+        return task
+    }
+
+    private func enqueue(_ task: SupervisedTask) {
+        let id = task.snapshot.id
+        if let grant = pools.request(taskID: id, in: task.poolAssignment) {
             startGranted([grant])
-        } else if timers.queuedTtl > 0 {
+        } else if task.timers.queuedTtl > 0 {
+            let timers = task.timers
             let timer = LoopTimer(loop: loop)
             timer.start(after: timers.queuedTtl) { [weak self] in
                 self?.cancel(id, reason: .queuedTtl, message: "waited longer than queuedTtl \(DurationText.format(milliseconds: timers.queuedTtl)) for a slot")
             }
             task.queuedTimer = timer
         }
-        return snapshot
+    }
+
+    // MARK: a running session
+
+    /// Sends a follow-up prompt to a running framed worker. False when the task is not
+    /// running, already decided, or a raw program.
+    public func deliverPrompt(_ taskID: String, text: String) -> Bool {
+        guard let run = tasks[taskID]?.run else { return false }
+        return run.deliver(prompt: text)
+    }
+
+    /// Stops starting tasks: pending ones stay pending (for the next supervisor).
+    public func stopStartingTasks() {
+        draining = true
     }
 
     // MARK: cancel
@@ -136,6 +180,11 @@ public final class Supervisor {
         pools.withdraw(taskID: taskID)
         end(task, Outcome(reason, message: message ?? "cancelled while pending (\(reason.rawValue))"))
         return true
+    }
+
+    /// Ids of tasks that have not ended, oldest first.
+    public var openTaskIDs: [String] {
+        tasks.values.filter { !$0.snapshot.status.isTerminal }.sorted { $0.snapshot.createdMs < $1.snapshot.createdMs }.map(\.snapshot.id)
     }
 
     /// Cancels every task that has not ended: pending ones first, so that slots freed by
@@ -156,6 +205,7 @@ public final class Supervisor {
         startingGranted = true
         while !granted.isEmpty {
             let grant = granted.removeFirst()
+            guard !draining else { continue }
             if let task = tasks[grant.taskID] { start(task, grant) }
         }
         startingGranted = false
@@ -208,6 +258,8 @@ public final class Supervisor {
         task.snapshot.status = .running
         task.snapshot.startedMs = Clock.wallMs()
         task.snapshot.pid = child.pid
+        // The process's start time, so that a later supervisor can tell this pid from a reuse.
+        if let started = ProcessStartTime.ticks(of: child.pid) { task.snapshot.extra["pid_start"] = .number(Double(started)) }
         onTrace?(snapshot.id, .spawned)
         persist(task)
         let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))
@@ -237,6 +289,7 @@ public final class Supervisor {
         task.run = nil
         dirty.remove(task.snapshot.id)
         persist(task)
+        onEnded?(task.snapshot)
         if let grant = task.grant {
             task.grant = nil
             startGranted(pools.release(grant))

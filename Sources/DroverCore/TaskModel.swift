@@ -130,11 +130,18 @@ public struct TaskSnapshot: Sendable {
         return object
     }
 
-    /// Reads a task.json back (resume, and later the daemon's recovery).
+    static let knownKeys: Set<String> = [
+        "id", "session_id", "agent", "provider", "model", "key", "description", "prompt", "status", "reason", "error",
+        "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "result_path",
+        "ttl_ms", "pool", "slot",
+    ]
+
+    /// Reads a task.json back (resume, and a daemon's recovery): the inverse of `json()`.
     public init?(json object: JSONObject) {
         guard let id = object["id"]?.stringValue, let sessionID = object["session_id"]?.stringValue,
             let agent = object["agent"]?.stringValue, let status = object["status"]?.stringValue.flatMap(TaskStatus.init)
         else { return nil }
+        func time(_ key: String) -> Int64? { object[key]?.stringValue.flatMap(Clock.parseRFC3339) }
         self.id = id
         self.sessionID = sessionID
         self.agent = agent
@@ -146,16 +153,24 @@ public struct TaskSnapshot: Sendable {
         self.status = status
         reason = object["reason"]?.stringValue.flatMap(TaskReason.init)
         error = object["error"]?.stringValue
-        createdMs = 0
+        createdMs = time("created_at") ?? 0
+        startedMs = time("started_at")
+        endedMs = time("ended_at")
+        pid = object["pid"]?.intValue.map { Int32($0) }
+        exitCode = object["exit_code"]?.intValue
+        signal = object["signal"]?.intValue.map { Int32($0) }
+        if let p = object["progress"]?.objectValue {
+            progress.messages = p["messages"]?.intValue ?? 0
+            progress.toolCalls = p["tool_calls"]?.intValue ?? 0
+            progress.lastTool = p["last_tool"]?.stringValue
+            progress.lastMessage = p["last_message"]?.stringValue
+            progress.lastUpdateMs = p["last_update"]?.stringValue.flatMap(Clock.parseRFC3339)
+        }
+        resultPath = object["result_path"]?.stringValue
         ttlMs = object["ttl_ms"]?.intValue ?? 0
         pool = object["pool"]?.stringValue ?? key
-        resultPath = object["result_path"]?.stringValue
-        exitCode = object["exit_code"]?.intValue
-        if let d = object["duration_ms"]?.intValue {
-            startedMs = 0
-            endedMs = Int64(d)
-        }
-        extra = object
+        slot = object["slot"]?.intValue
+        for (name, value) in object.members where !Self.knownKeys.contains(name) { extra[name] = value }
     }
 
     public init(id: String, sessionID: String, agent: String, provider: String?, model: String?, key: String,

@@ -32,6 +32,63 @@ public struct TaskRequest: Sendable {
     }
 }
 
+extension TaskRequest {
+    /// What task.json keeps of the request, so a daemon can queue a pending task again
+    /// after a restart.
+    public func json() -> JSONObject {
+        var object = JSONObject()
+        if let agent { object["agent"] = .string(agent) }
+        if let command { object["command"] = .array(command.map { .string($0) }) }
+        if let cwd { object["cwd"] = .string(cwd) }
+        if !env.isEmpty {
+            var variables = JSONObject()
+            for (name, value) in env.sorted(by: { $0.key < $1.key }) { variables[name] = .string(value) }
+            object["env"] = .object(variables)
+        }
+        let timers = self.timers.json()
+        if !timers.isEmpty { object["timers"] = .object(timers) }
+        if resume { object["resume"] = true }
+        return object
+    }
+
+    /// The request back from task.json (with the prompt and ids from its snapshot).
+    public init?(json object: JSONObject, snapshot: TaskSnapshot) {
+        if let argv = object["command"]?.arrayValue {
+            self.init(command: argv.compactMap(\.stringValue), prompt: snapshot.prompt, description: snapshot.description)
+        } else if let agent = object["agent"]?.stringValue {
+            self.init(agent: agent, prompt: snapshot.prompt, description: snapshot.description)
+        } else {
+            return nil
+        }
+        provider = snapshot.provider
+        model = snapshot.model
+        cwd = object["cwd"]?.stringValue
+        for (name, value) in object["env"]?.objectValue?.members ?? JSONObject().members {
+            if let value = value.stringValue { env[name] = value }
+        }
+        timers = TimerSettings(json: object["timers"]?.objectValue ?? JSONObject())
+        sessionID = snapshot.sessionID
+        resume = object["resume"]?.boolValue ?? false
+    }
+}
+
+extension TimerSettings {
+    func json() -> JSONObject {
+        var object = JSONObject()
+        for (name, path) in Self.durationKeys {
+            if let ms = self[keyPath: path] { object[name] = .number(Double(ms)) }
+        }
+        if let stablePolls { object["stablePolls"] = .number(Double(stablePolls)) }
+        return object
+    }
+
+    init(json object: JSONObject) {
+        self.init()
+        for (name, path) in Self.durationKeys { self[keyPath: path] = object[name]?.intValue }
+        stablePolls = object["stablePolls"]?.intValue
+    }
+}
+
 /// Why a request was refused before it became a task.
 public enum SubmitError: Error, Sendable, CustomStringConvertible {
     case unknownAgent(String, known: [String])

@@ -126,6 +126,7 @@ final class TaskRun {
         for byte in rest { line.append(byte == 0x0A || byte == 0x0D ? 0x20 : byte) }
         rest = []
         line.append(0x0A)
+        supervisor.onTranscriptLine?(id, line)
         store.append(store.transcriptFile(id), line)
         store.append(store.sessionFile(task.snapshot.sessionID), line)
     }
@@ -209,6 +210,13 @@ final class TaskRun {
         task.snapshot.progress.lastMessage = String(text.prefix(500))
         task.snapshot.progress.lastUpdateMs = Clock.wallMs()
         supervisor.progressChanged(task)
+    }
+
+    /// A follow-up prompt for a live framed worker.
+    func deliver(prompt text: String) -> Bool {
+        guard outcome == nil, !raw, child.isStdinOpen else { return false }
+        send(["type": "prompt", "text": .string(text)])
+        return true
     }
 
     // MARK: completion rules

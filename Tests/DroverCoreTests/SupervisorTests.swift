@@ -52,11 +52,9 @@ import Testing
         // From the recorded start and end times, the most that ever ran at once.
         var points: [(Int64, Int)] = []
         for id in ids {
-            let task = try h.taskJSON(id)
-            let snapshot = try #require(TaskSnapshot(json: task))
-            let started = try #require(ended[id]?.startedMs)
-            points.append((started, 1))
-            points.append((started + Int64(snapshot.endedMs ?? 0), -1))
+            let snapshot = try #require(TaskSnapshot(json: try h.taskJSON(id)))
+            points.append((try #require(snapshot.startedMs), 1))
+            points.append((try #require(snapshot.endedMs), -1))
         }
         var most = 0
         var now = 0

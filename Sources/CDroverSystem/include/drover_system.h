@@ -1,0 +1,35 @@
+#ifndef DROVER_SYSTEM_H
+#define DROVER_SYSTEM_H
+
+// System calls drover needs that Swift's Glibc module does not show (they need _GNU_SOURCE,
+// which must not leak into headers that Swift also imports). Implemented in drover_system.c.
+
+#include <sys/types.h>
+
+// Marks every descriptor above 2 close-on-exec.
+void drover_cloexec_from_3(void);
+
+// syncfs(2) on the filesystem holding fd.
+int drover_syncfs(int fd);
+
+// Whether SIGCHLD is ignored.
+int drover_sigchld_is_ignored(void);
+
+// A pipe whose both ends are close-on-exec.
+int drover_pipe(int fds[2]);
+
+// Starts a program with posix_spawn (CLONE_VFORK in glibc: no copy of the caller's page
+// tables). The child gets its own session and process group (pgid = pid), in/out/err as
+// descriptors 0-2, the folder cwd (if not NULL), an empty signal mask and default signal
+// dispositions. Returns 0 or an errno (exec failures included).
+int drover_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                 const char *cwd, int in_fd, int out_fd, int err_fd);
+
+// Whether pid has ended, without reaping it (its process group id stays reserved meanwhile).
+int drover_has_exited(pid_t pid);
+
+// Reaps pid: 1 with its exit code or terminating signal, 0 if it has not ended, -1 if it is
+// not a child of ours.
+int drover_reap(pid_t pid, int *code, int *signal);
+
+#endif
