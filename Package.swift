@@ -33,10 +33,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The daemon (`drover serve`) and its client: a thin layer over the core.
+        .target(
+            name: "DroverDaemon",
+            dependencies: ["CLibUV", "CDroverSystem", "DroverCore", "DroverWire"]
+        ),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCore",
+                "DroverCore", "DroverDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -51,8 +56,10 @@ let package = Package(
             dependencies: ["DroverCore"],
             path: "bench/drover-bench"
         ),
+        .target(name: "DroverTestSupport", dependencies: ["DroverCore", "DroverWire"], path: "Tests/DroverTestSupport"),
         .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
-        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire"]),
+        .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
+        .testTarget(name: "DroverDaemonTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

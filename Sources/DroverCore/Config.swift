@@ -94,6 +94,8 @@ public struct DroverConfig: Sendable {
     public var modelConcurrency: [String: Int] = [:]
     public var globalConcurrency = 0
     public var maxFrameBytes = FrameDecoder.defaultMaxFrameBytes
+    /// argv run for every task that ends (the daemon's notification hook).
+    public var onComplete: [String]?
     public var timers = TimerSettings()
     public var agents: [String: AgentConfig]
     /// The file it came from, if any.

@@ -169,6 +169,7 @@ struct ConfigReader {
             case "globalConcurrency": config.globalConcurrency = try count(value, path)
             case "providerConcurrency": config.providerConcurrency = try limits(value, path)
             case "modelConcurrency": config.modelConcurrency = try limits(value, path)
+            case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }

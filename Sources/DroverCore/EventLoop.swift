@@ -4,7 +4,7 @@ import CLibUV
 /// handles runs on the thread that runs the loop; other threads reach it only through
 /// `LoopWakeup`.
 public final class EventLoop {
-    let raw: UnsafeMutablePointer<uv_loop_t>
+    public let raw: UnsafeMutablePointer<uv_loop_t>
     /// Shared by every read on this loop: reads are consumed synchronously in their callback.
     let readBuffer: UnsafeMutableRawPointer
     static let readBufferSize = 64 * 1024

@@ -6,6 +6,12 @@ public struct FileError: Error, Sendable, CustomStringConvertible {
     public let operation: String
     public let code: Int32
     public var description: String { "cannot \(operation) \(path): \(String(cString: strerror(code)))" }
+
+    public init(path: String, operation: String, code: Int32) {
+        self.path = path
+        self.operation = operation
+        self.code = code
+    }
 }
 
 /// Small synchronous file helpers (no Foundation, so the command starts fast).
@@ -110,11 +116,15 @@ public enum FileSystem {
     /// The folder holding the running executable (where sibling programs such as the mock
     /// agent are looked up first).
     public static func executableDirectory() -> String {
+        dirname(of: executablePath())
+    }
+
+    /// The running executable's path.
+    public static func executablePath() -> String {
         var buffer = [UInt8](repeating: 0, count: 4096)
         let n = buffer.withUnsafeMutableBytes { readlink("/proc/self/exe", $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
-        guard n > 0 else { return "." }
-        let path = String(decoding: buffer[0..<n], as: UTF8.self)
-        return dirname(of: path)
+        guard n > 0 else { return "drover" }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 
     public static func dirname(of path: String) -> String {

@@ -10,6 +10,14 @@ public enum ProcessSetup {
         _ = preparedOnce
     }
 
+    /// Unblocks every signal this thread inherited blocked (a parent's blocked mask survives
+    /// exec; a `drover` started from such a parent would otherwise ignore SIGTERM).
+    public static func unblockSignals() {
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+    }
+
     public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
     /// Columns of the terminal on fd, or 80.
@@ -24,9 +32,7 @@ private let preparedOnce: Void = {
     // A parent may have blocked or ignored signals (a test runner's thread, some CI
     // runners). libuv needs SIGCHLD delivered to reap children, and an ignored SIGCHLD
     // would stop exit callbacks altogether.
-    var none = sigset_t()
-    sigemptyset(&none)
-    sigprocmask(SIG_SETMASK, &none, nil)
+    ProcessSetup.unblockSignals()
     if drover_sigchld_is_ignored() != 0 { signal(SIGCHLD, SIG_DFL) }
     // A worker that closes its stdin must not kill the supervisor with SIGPIPE.
     signal(SIGPIPE, SIG_IGN)

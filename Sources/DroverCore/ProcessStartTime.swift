@@ -1,6 +1,7 @@
 /// A process's start time in clock ticks since boot (field 22 of /proc/PID/stat). With the
 /// pid it names one process for good: a pid reused later has a later start time.
 public enum ProcessStartTime {
+    /// nil when no process (not even a zombie) has this pid.
     public static func ticks(of pid: Int32) -> UInt64? {
         guard let bytes = try? FileSystem.read("/proc/\(pid)/stat") else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
@@ -10,15 +11,5 @@ public enum ProcessStartTime {
         // fields[0] is field 3 (state), so field 22 is fields[19].
         guard fields.count > 19 else { return nil }
         return UInt64(fields[19])
-    }
-
-    /// Whether pid is alive (not a zombie) and still the process that started at `ticks`.
-    public static func isSameLiveProcess(pid: Int32, ticks: UInt64) -> Bool {
-        guard let bytes = try? FileSystem.read("/proc/\(pid)/stat") else { return false }
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return false }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return false }
-        return UInt64(fields[19]) == ticks
     }
 }

@@ -45,6 +45,7 @@ public final class Supervisor {
     private var granted: [SlotGrant] = []
     private var startingGranted = false
     private var draining = false
+    private var running: Set<String> = []
 
     /// Every state change, in order, once its files are on disk (terminal ones only after
     /// the child is reaped too).
@@ -76,7 +77,8 @@ public final class Supervisor {
     // MARK: queries
 
     public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.snapshot }
-    public var runningCount: Int { pools.totalRunning }
+    /// Tasks whose worker was started and has not ended.
+    public var runningCount: Int { running.count }
     public var pendingCount: Int { pools.totalWaiting }
 
     // MARK: submit
@@ -256,6 +258,7 @@ public final class Supervisor {
             return
         }
         task.snapshot.status = .running
+        running.insert(snapshot.id)
         task.snapshot.startedMs = Clock.wallMs()
         task.snapshot.pid = child.pid
         // The process's start time, so that a later supervisor can tell this pid from a reuse.
@@ -287,6 +290,7 @@ public final class Supervisor {
         }
         if let data = outcome.resultData { task.snapshot.extra["result_data"] = data }
         task.run = nil
+        running.remove(task.snapshot.id)
         dirty.remove(task.snapshot.id)
         persist(task)
         onEnded?(task.snapshot)

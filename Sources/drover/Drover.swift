@@ -1,13 +1,34 @@
 import ArgumentParser
 import DroverCore
+import Glibc
 
 @main
 struct Drover: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover",
         abstract: "Supervise background agent tasks: many agent sessions at once, under concurrency limits, with every result in files.",
-        subcommands: [DemoCommand.self, RunCommand.self]
+        subcommands: [
+            DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
+            CancelCommand.self, ContinueCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
+        ]
     )
+
+    static func main() {
+        ProcessSetup.unblockSignals()
+        // A daemon that hangs up must give an error (exit 5), not kill the client.
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // SPEC section 7: usage errors exit 2 (ArgumentParser's own is 64).
+            if exitCode(for: error) == .validationFailure {
+                Terminal.error(fullMessage(for: error))
+                Glibc.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every command takes after its name.

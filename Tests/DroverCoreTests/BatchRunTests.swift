@@ -1,6 +1,7 @@
 @testable import DroverCore
 import DroverWire
 import Glibc
+import DroverTestSupport
 import Testing
 
 @Suite struct BatchRunTests {

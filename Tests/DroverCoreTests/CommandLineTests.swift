@@ -1,36 +1,8 @@
 @testable import DroverCore
 import DroverWire
 import Glibc
+import DroverTestSupport
 import Testing
-
-/// Runs the built `drover` executable, as a user would.
-struct CommandResult {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-}
-
-func runDrover(_ arguments: [String], in folder: String) throws -> CommandResult {
-    let drover = FileSystem.executableDirectory() + "/drover"
-    let out = folder + "/.out"
-    let err = folder + "/.err"
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    // env -C runs drover in the folder (glibc's addchdir_np is not visible from Swift).
-    let argv = (["/usr/bin/env", "-C", folder, drover] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, "/usr/bin/env", &actions, nil, argv, environ)
-    guard rc == 0 else { throw FileError(path: drover, operation: "run", code: rc) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let text = { (path: String) in String(decoding: (try? FileSystem.read(path)) ?? [], as: UTF8.self) }
-    return CommandResult(status: (status >> 8) & 0xFF, stdout: text(out), stderr: text(err))
-}
 
 @Suite struct CommandLineTests {
     @Test func theDemoTellsItsStory() throws {

@@ -1,4 +1,5 @@
 @testable import DroverCore
+import DroverTestSupport
 import Testing
 
 @Suite struct SlotPoolsTests {

@@ -1,6 +1,7 @@
 @testable import DroverCore
 import DroverWire
 import Glibc
+import DroverTestSupport
 import Testing
 
 /// Real children of the mock agent, real pipes, real signals.

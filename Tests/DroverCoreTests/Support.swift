@@ -1,74 +1,8 @@
 @testable import DroverCore
 import DroverWire
 import Glibc
+import DroverTestSupport
 import Testing
-
-func temporaryFolder() throws -> String {
-    var template = Array("/tmp/drover-test-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { buffer -> String? in
-        guard let made = mkdtemp(buffer.baseAddress!) else { return nil }
-        return String(cString: made)
-    }
-    guard let path else { throw FileError(path: "/tmp", operation: "create a temporary folder in", code: errno) }
-    return path
-}
-
-func removeTree(_ path: String) {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return }
-    if (info.st_mode & S_IFMT) == S_IFDIR {
-        for name in FileSystem.list(path) { removeTree(path + "/" + name) }
-        rmdir(path)
-    } else {
-        unlink(path)
-    }
-}
-
-func readJSON(_ path: String) throws -> JSONObject {
-    let value = try JSONParser.parse(try FileSystem.read(path)).value
-    return try #require(value.objectValue, "\(path) is not a JSON object")
-}
-
-func readLines(_ path: String) throws -> [JSONObject] {
-    try FileSystem.read(path).split(separator: 0x0A).map { line in
-        try #require(try JSONParser.parse(line).value.objectValue)
-    }
-}
-
-/// What /proc says about processes: used to prove that nothing a task started survives.
-enum Processes {
-    struct Entry {
-        let pid: Int32
-        let state: Character
-        let pgrp: Int32
-    }
-
-    static func entry(_ pid: Int32) -> Entry? {
-        guard let bytes = try? FileSystem.read("/proc/\(pid)/stat") else { return nil }
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 3, let state = fields[0].first, let pgrp = Int32(fields[2]) else { return nil }
-        return Entry(pid: pid, state: state, pgrp: pgrp)
-    }
-
-    /// Running, or a zombie nobody has reaped.
-    static func exists(_ pid: Int32) -> Bool { entry(pid) != nil }
-
-    /// Running (a zombie is dead, if unreaped).
-    static func isAlive(_ pid: Int32) -> Bool {
-        guard let entry = entry(pid) else { return false }
-        return entry.state != "Z" && entry.state != "X"
-    }
-
-    /// Live members of a process group.
-    static func liveMembers(ofGroup pgid: Int32) -> [Int32] {
-        FileSystem.list("/proc").compactMap { Int32($0) }.filter { pid in
-            guard let entry = entry(pid) else { return false }
-            return entry.pgrp == pgid && entry.state != "Z" && entry.state != "X"
-        }
-    }
-}
 
 /// A supervisor on its own loop and temporary folder, with the mock agent from the build.
 final class Harness {

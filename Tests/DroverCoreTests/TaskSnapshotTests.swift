@@ -1,5 +1,6 @@
 @testable import DroverCore
 import DroverWire
+import DroverTestSupport
 import Testing
 
 @Suite struct TaskSnapshotTests {

@@ -32,4 +32,10 @@ int drover_has_exited(pid_t pid);
 // not a child of ours.
 int drover_reap(pid_t pid, int *code, int *signal);
 
+// The uid of the process at the other end of a connected Unix socket. 0 on success.
+int drover_peer_uid(int fd, uid_t *uid);
+
+// A connected Unix stream socket to path (close-on-exec), or -1 with errno set.
+int drover_connect_unix(const char *path);
+
 #endif

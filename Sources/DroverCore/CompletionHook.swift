@@ -1,0 +1,45 @@
+import DroverWire
+
+/// Runs the config's `onComplete` command for each task that ends: argv with placeholders,
+/// no shell, its output discarded, never waited for on the loop.
+public final class CompletionHook {
+    private let loop: EventLoop
+    private let launch: WorkerLaunch
+    private let arguments: [String]
+    private var running: [Int32: ChildProcess] = [:]
+
+    public init(loop: EventLoop, launch: WorkerLaunch, arguments: [String]) {
+        self.loop = loop
+        self.launch = launch
+        self.arguments = arguments
+    }
+
+    public func run(for task: TaskSnapshot) {
+        let values: [String: String] = [
+            "task_id": task.id, "session_id": task.sessionID, "agent": task.agent, "provider": task.provider ?? "",
+            "model": task.model ?? "", "status": task.status.rawValue, "reason": task.reason?.rawValue ?? "",
+            "result_path": task.resultPath ?? "", "description": task.description,
+        ]
+        let argv = arguments.map { argument in
+            var result = argument
+            for (name, value) in values { result = result.replacingAll("{\(name)}", with: value) }
+            return result
+        }
+        guard let program = launch.locate(argv[0]) else {
+            writeStandardError("drover: onComplete: cannot find \(argv[0])\n")
+            return
+        }
+        let environment = launch.childEnvironment(
+            passEnv: [], agentEnv: [:], taskEnv: [:],
+            taskVariables: ["DROVER_TASK_ID": task.id, "DROVER_SESSION_ID": task.sessionID, "DROVER_STATUS": task.status.rawValue])
+        do {
+            let child = try ChildProcess.spawn(loop: loop, spec: SpawnSpec(executable: program, arguments: argv, environment: environment))
+            child.closeStdin()
+            let pid = child.pid
+            running[pid] = child
+            child.onClosed = { [weak self] in self?.running[pid] = nil }
+        } catch {
+            writeStandardError("drover: onComplete: \(error)\n")
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import CDroverSystem
+import DroverCore
+import DroverWire
+import Glibc
+
+/// Why a client could not get an answer: the message, and the exit status to use.
+public struct ClientError: Error, CustomStringConvertible {
+    public let message: String
+    public let exitCode: Int32
+    public var description: String { message }
+
+    public init(message: String, exitCode: Int32) {
+        self.message = message
+        self.exitCode = exitCode
+    }
+}
+
+/// A blocking client of the daemon's socket: one request, then its answer frames. Plain
+/// system calls, no event loop, so a `drover launch` in a shell loop stays cheap.
+public final class ControlClient {
+    private let fd: Int32
+    private var decoder = FrameDecoder(maxFrameBytes: 1 << 30)
+    private var buffer = [UInt8](repeating: 0, count: 65536)
+
+    private init(fd: Int32) {
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Connects to the folder's daemon, starting one (`drover serve` in the background,
+    /// logging to daemon.log) when none answers and `autostart` allows it.
+    public static func connect(state: StateFolder, autostart: Bool, serveArguments: [String] = []) throws(ClientError) -> ControlClient {
+        let first = drover_connect_unix(state.socket)
+        if first >= 0 { return ControlClient(fd: first) }
+        let reason = errno
+        guard reason == ENOENT || reason == ECONNREFUSED else {
+            throw ClientError(message: "cannot reach the drover daemon at \(state.socket): \(String(cString: strerror(reason)))", exitCode: 5)
+        }
+        guard autostart else {
+            throw ClientError(message: "no drover daemon answers at \(state.socket) (start one with `drover serve`, or leave out --no-autostart)", exitCode: 5)
+        }
+        try startDaemon(state: state, extraArguments: serveArguments)
+        // Wait for it to listen: up to 5 s, checking often at first.
+        var delayUs: UInt32 = 2000
+        var waitedUs: UInt32 = 0
+        while waitedUs < 5_000_000 {
+            let fd = drover_connect_unix(state.socket)
+            if fd >= 0 { return ControlClient(fd: fd) }
+            usleep(delayUs)
+            waitedUs += delayUs
+            delayUs = min(delayUs * 2, 100_000)
+        }
+        let log = (try? FileSystem.read(state.log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let last = log.split(separator: "\n").suffix(3).joined(separator: "\n")
+        throw ClientError(message: "cannot start the drover daemon for \(state.path)\(last.isEmpty ? "" : ":\n" + last)", exitCode: 5)
+    }
+
+    private static func startDaemon(state: StateFolder, extraArguments: [String]) throws(ClientError) {
+        do {
+            try FileSystem.makeDirectories(state.path)
+        } catch {
+            throw ClientError(message: error.description, exitCode: 5)
+        }
+        let program = FileSystem.executablePath()
+        let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let log = open(state.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        defer {
+            close(devNull)
+            close(log)
+        }
+        guard devNull >= 0, log >= 0 else { throw ClientError(message: "cannot open \(state.log): \(String(cString: strerror(errno)))", exitCode: 5) }
+        let argv = ["drover", "serve", "--state-dir", state.path] + extraArguments
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = drover_spawn(&pid, program, cArgs, environ, nil, devNull, log, log)
+        guard rc == 0 else { throw ClientError(message: "cannot start \(program) serve: \(String(cString: strerror(rc)))", exitCode: 5) }
+    }
+
+    public func send(_ frame: JSONObject) throws(ClientError) {
+        let bytes = FrameEncoder.encode(frame)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(errno)))", exitCode: 5)
+            }
+            offset += n
+        }
+    }
+
+    /// The next answer frame; nil when the daemon has closed the connection.
+    public func next() throws(ClientError) -> JSONObject? {
+        while true {
+            do {
+                if let frame = try decoder.next() { return frame.object }
+            } catch {
+                throw ClientError(message: "bad answer from the daemon: \(error)", exitCode: 5)
+            }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(errno)))", exitCode: 5)
+            }
+            if n == 0 { return nil }
+            buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+    }
+
+    /// Sends a request and returns its single answer, turning an "error" answer into a
+    /// ClientError with the daemon's exit status.
+    public func call(_ request: JSONObject) throws(ClientError) -> JSONObject {
+        try send(request)
+        guard let answer = try next() else { throw ClientError(message: "the daemon closed the connection without an answer", exitCode: 5) }
+        try Self.check(answer)
+        return answer
+    }
+
+    public static func check(_ answer: JSONObject) throws(ClientError) {
+        if answer["type"]?.stringValue == "error" {
+            throw ClientError(message: answer["message"]?.stringValue ?? "the daemon refused the request",
+                              exitCode: Int32(answer["code"]?.intValue ?? 1))
+        }
+    }
+}

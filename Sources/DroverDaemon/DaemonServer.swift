@@ -1,0 +1,293 @@
+import CDroverSystem
+import CLibUV
+import DroverCore
+import DroverWire
+import Glibc
+
+/// `drover serve`: a supervisor that lives in a state folder and answers clients on a Unix
+/// socket there. The folder is the database: every task is its task.json, so a new daemon
+/// rebuilds its table from the folder (pending tasks queue again in their original order,
+/// tasks that were running become error(lost) and their process groups are killed).
+public final class DaemonServer {
+    public enum StartError: Error, CustomStringConvertible {
+        case locked(String)
+        case storage(String)
+        case socket(String)
+
+        public var description: String {
+            switch self {
+            case .locked(let text), .storage(let text), .socket(let text): text
+            }
+        }
+
+        /// Exit status for `drover serve`: 2 when another daemon holds the folder.
+        public var exitCode: Int32 {
+            if case .locked = self { return 2 }
+            return 5
+        }
+    }
+
+    public let state: StateFolder
+    let loop: EventLoop
+    let store: ResultStore
+    let supervisor: Supervisor
+    let config: DroverConfig
+    private let lock: DaemonLock
+    private let listener: UnsafeMutablePointer<uv_pipe_t>
+    private var signals: [LoopSignal] = []
+    private var hook: CompletionHook?
+
+    /// Every task known to this folder, as last reported.
+    var known: [String: TaskSnapshot] = [:]
+    var order: [String] = []
+    var sessionTasks: [String: [String]] = [:]
+    private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
+    private var reportListeners: [Int: (TaskSnapshot) -> Void] = [:]
+    private var transcriptListeners: [String: [Int: ([UInt8]) -> Void]] = [:]
+    private(set) var transcriptLines: [String: Int] = [:]
+    private var nextListener = 0
+    private(set) var shuttingDown = false
+    private var shutdownReplies: [ControlConnection] = []
+
+    public init(state: StateFolder, config: DroverConfig, launch: WorkerLaunch) throws(StartError) {
+        self.state = state
+        self.config = config
+        do {
+            try FileSystem.makeDirectories(state.path)
+        } catch {
+            throw .storage(error.description)
+        }
+        chmod(state.path, 0o700)
+        do {
+            lock = try DaemonLock.acquire(state)
+        } catch {
+            throw .locked(error.description)
+        }
+        loop = EventLoop()
+        do {
+            store = try ResultStore(loop: loop, root: state.path)
+        } catch {
+            lock.release(state)
+            throw .storage(error.description)
+        }
+        supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch)
+        listener = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
+        if let onComplete = config.onComplete { hook = CompletionHook(loop: loop, launch: launch, arguments: onComplete) }
+        supervisor.onReport = { [unowned self] snapshot in self.reported(snapshot) }
+        supervisor.onTranscriptLine = { [unowned self] id, line in
+            self.transcriptLines[id, default: 0] += 1
+            if let listeners = self.transcriptListeners[id] { for listener in listeners.values { listener(line) } }
+        }
+        recover()
+        try listen()
+        for signal in [SIGTERM, SIGINT] {
+            signals.append(LoopSignal(loop: loop, signal: signal) { [unowned self] in self.shutdown(replyTo: nil) })
+        }
+    }
+
+    /// Serves until shut down; returns the exit status.
+    public func run() -> Int32 {
+        loop.run()
+        releaseFolder()
+        return 0
+    }
+
+    private var released = false
+
+    /// Writes everything still pending, then removes the socket and the lock, so that a new
+    /// daemon can start on the folder at once.
+    private func releaseFolder() {
+        guard !released else { return }
+        released = true
+        store.close()
+        unlink(state.socket)
+        lock.release(state)
+    }
+
+    // MARK: recovery
+
+    /// Rebuilds the table from the folder.
+    private func recover() {
+        var found: [TaskSnapshot] = []
+        for id in FileSystem.list(state.path + "/tasks") where TaskIdentifiers.isTaskID(id) {
+            guard let bytes = try? FileSystem.read(store.taskFile(id)),
+                let object = (try? JSONParser.parse(bytes))?.value.objectValue,
+                let snapshot = TaskSnapshot(json: object)
+            else { continue }  // a folder whose task.json was never written: nothing was acknowledged
+            found.append(snapshot)
+        }
+        found.sort { ($0.createdMs, $0.id) < ($1.createdMs, $1.id) }
+        for snapshot in found {
+            track(snapshot)
+            switch snapshot.status {
+            case .pending:
+                guard let object = snapshot.extra["request"]?.objectValue, let request = TaskRequest(json: object, snapshot: snapshot) else {
+                    markLost(snapshot, "its request could not be read back after a restart")
+                    continue
+                }
+                do {
+                    try supervisor.restore(pending: snapshot, request: request)
+                } catch {
+                    markLost(snapshot, "could not be queued again after a restart: \(error)")
+                }
+            case .running:
+                killLeftovers(of: snapshot)
+                markLost(snapshot, "the supervisor stopped while it ran")
+            default:
+                break
+            }
+        }
+    }
+
+    /// Kills what is left of a task's process group, never a process that merely reuses
+    /// its pid. While the pid exists (alive, or a zombie nobody reaped) it must be the same
+    /// process, by its start time; once it is gone, a group with its id can only be the
+    /// remains of the task's, since a new group takes the id of a live process.
+    private func killLeftovers(of snapshot: TaskSnapshot) {
+        guard let pid = snapshot.pid, pid > 1 else { return }
+        if let current = ProcessStartTime.ticks(of: pid) {
+            guard let started = snapshot.extra["pid_start"]?.intValue, UInt64(started) == current else { return }
+        }
+        kill(-pid, SIGKILL)
+    }
+
+    private func markLost(_ snapshot: TaskSnapshot, _ message: String) {
+        var lost = snapshot
+        lost.status = .error
+        lost.reason = .lost
+        lost.error = message
+        lost.endedMs = Clock.wallMs()
+        store.writeTask(lost)
+        store.appendEvent(lost, atMs: lost.endedMs!)
+        known[lost.id] = lost
+    }
+
+    func track(_ snapshot: TaskSnapshot) {
+        if known[snapshot.id] == nil {
+            order.append(snapshot.id)
+            sessionTasks[snapshot.sessionID, default: []].append(snapshot.id)
+        }
+        known[snapshot.id] = snapshot
+    }
+
+    // MARK: reports
+
+    private func reported(_ snapshot: TaskSnapshot) {
+        track(snapshot)
+        if snapshot.status.isTerminal {
+            if let waiters = endWaiters.removeValue(forKey: snapshot.id) { for waiter in waiters { waiter(snapshot) } }
+            transcriptListeners[snapshot.id] = nil
+            hook?.run(for: snapshot)
+        }
+        for listener in reportListeners.values { listener(snapshot) }
+        if shuttingDown && supervisor.runningCount == 0 { finishShutdown() }
+    }
+
+    /// The freshest view of a task: live progress while it runs, else the last report.
+    func current(_ id: String) -> TaskSnapshot? {
+        if let live = supervisor.snapshot(id), !live.status.isTerminal { return live }
+        return known[id]
+    }
+
+    func whenEnded(_ id: String, _ action: @escaping (TaskSnapshot) -> Void) {
+        if let snapshot = known[id], snapshot.status.isTerminal {
+            action(snapshot)
+        } else {
+            endWaiters[id, default: []].append(action)
+        }
+    }
+
+    /// Subscribes to every report; returns a token for `unsubscribe`.
+    func subscribe(_ listener: @escaping (TaskSnapshot) -> Void) -> Int {
+        nextListener += 1
+        reportListeners[nextListener] = listener
+        return nextListener
+    }
+
+    func unsubscribe(_ token: Int) { reportListeners[token] = nil }
+
+    func subscribeTranscript(_ id: String, _ listener: @escaping ([UInt8]) -> Void) -> Int {
+        nextListener += 1
+        transcriptListeners[id, default: [:]][nextListener] = listener
+        return nextListener
+    }
+
+    func unsubscribeTranscript(_ id: String, _ token: Int) { transcriptListeners[id]?[token] = nil }
+
+    // MARK: socket
+
+    private func listen() throws(StartError) {
+        // A socket left by a daemon that died: this one holds the lock, so it is stale.
+        unlink(state.socket)
+        uv_pipe_init(loop.raw, listener, 0)
+        listener.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        let previous = umask(0o177)
+        let rc = uv_pipe_bind(listener, state.socket)
+        umask(previous)
+        guard rc == 0 else { throw .socket("cannot listen on \(state.socket): \(String(cString: uv_strerror(rc)))") }
+        chmod(state.socket, 0o600)
+        let listening = uv_listen(asStream(listener), 128) { server, status in
+            guard status == 0 else { return }
+            let daemon = Unmanaged<DaemonServer>.fromOpaque(server!.pointee.data).takeUnretainedValue()
+            daemon.accept()
+        }
+        guard listening == 0 else { throw .socket("cannot listen on \(state.socket): \(String(cString: uv_strerror(listening)))") }
+    }
+
+    private func accept() {
+        let client = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
+        uv_pipe_init(loop.raw, client, 0)
+        guard uv_accept(asStream(listener), asStream(client)) == 0 else {
+            uv_close(asHandle(client)) { UnsafeMutableRawPointer($0!).deallocate() }
+            return
+        }
+        let connection = ControlConnection(handle: client)
+        // Only the daemon's own user may drive it.
+        var fd: uv_os_fd_t = -1
+        var uid: uid_t = 0
+        guard uv_fileno(asHandle(client), &fd) == 0, drover_peer_uid(fd, &uid) == 0, uid == geteuid() else {
+            connection.close()
+            return
+        }
+        connection.onRequest = { [unowned self, unowned connection] request in self.handle(request, on: connection) }
+        connection.start()
+    }
+
+    // MARK: shutdown
+
+    /// Running tasks are cancelled(shutdown) and reaped; pending ones stay for the next start.
+    func shutdown(replyTo connection: ControlConnection?) {
+        if let connection { shutdownReplies.append(connection) }
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        uv_close(asHandle(listener)) { UnsafeMutableRawPointer($0!).deallocate() }
+        unlink(state.socket)
+        supervisor.stopStartingTasks()
+        for id in supervisor.openTaskIDs where supervisor.snapshot(id)?.status == .running {
+            supervisor.cancel(id, reason: .shutdown, message: "the daemon shut down")
+        }
+        if supervisor.runningCount == 0 { finishShutdown() }
+    }
+
+    private func finishShutdown() {
+        guard !released else { return }
+        releaseFolder()
+        let replies = shutdownReplies
+        shutdownReplies = []
+        signals.forEach { $0.close() }
+        signals = []
+        if replies.isEmpty {
+            loop.stop()
+            return
+        }
+        var open = replies.count
+        for connection in replies {
+            connection.onClose = { [unowned self] in
+                open -= 1
+                if open == 0 { self.loop.stop() }
+            }
+            connection.send(["type": "ok", "message": "drover daemon stopped"])
+            connection.finish()
+        }
+    }
+}

@@ -1,0 +1,348 @@
+import ArgumentParser
+import DroverCore
+import DroverDaemon
+import DroverWire
+import Glibc
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the supervisor daemon in the foreground (one per state folder).",
+        discussion: "Listens on STATE/drover.sock (0600, own user only). SIGTERM or `drover shutdown` cancels running tasks and keeps pending ones for the next start."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    func run() throws {
+        ProcessSetup.prepare()
+        let config = try common.loadConfig()
+        let state = StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current())
+        let server: DaemonServer
+        do {
+            server = try DaemonServer(state: state, config: config, launch: defaultLaunch())
+        } catch {
+            Terminal.error("drover: \(error)")
+            throw ExitCode(error.exitCode)
+        }
+        Terminal.error("drover: serving \(state.path) (pid \(getpid()))")
+        let status = server.run()
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+struct LaunchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "launch",
+        abstract: "Queue a task and print its id.",
+        discussion: "The prompt comes from --prompt, --prompt-file, or standard input."
+    )
+
+    @OptionGroup var client: ClientOptions
+    @Option(help: "The agent to run (built in: explore, librarian, oracle).") var agent: String?
+    @Option(help: "The prompt.") var prompt: String?
+    @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.") var promptFile: String?
+    @Option(help: "Short description shown in tables.") var description: String?
+    @Option(help: "Provider (chooses the concurrency pool).") var provider: String?
+    @Option(help: "Model (chooses the concurrency pool).") var model: String?
+    @Option(help: "Time limit, e.g. 90s, 30m.") var ttl: String?
+    @Option(help: "Continue this session (ses_...).") var session: String?
+    @Option(help: "Working folder of the task.") var cwd: String?
+    @Option(name: .customLong("env"), help: "K=V added to the task's environment (repeatable).") var env: [String] = []
+    @Flag(help: "Wait for the task and print its result.") var wait = false
+
+    func validate() throws {
+        if agent == nil && session == nil { throw ValidationError("--agent is required") }
+        if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
+        _ = try parseDuration(ttl, flag: "--ttl")
+        for entry in env where !entry.contains("=") { throw ValidationError("--env \(entry): expected NAME=value") }
+    }
+
+    func run() throws {
+        var text = prompt
+        if let promptFile {
+            do {
+                text = String(decoding: try FileSystem.read(promptFile), as: UTF8.self)
+            } catch {
+                Terminal.error("drover: \(error)")
+                throw ExitCode(2)
+            }
+        }
+        if text == nil {
+            guard !ProcessSetup.isTerminal(0) else { throw ValidationError("give --prompt, --prompt-file, or pipe the prompt on standard input") }
+            text = String(decoding: (try? FileSystem.read("/dev/stdin")) ?? [], as: UTF8.self)
+        }
+        var request: JSONObject = ["type": "launch", "prompt": .string(text ?? "")]
+        if let agent { request["agent"] = .string(agent) }
+        if let description { request["description"] = .string(description) }
+        if let provider { request["provider"] = .string(provider) }
+        if let model { request["model"] = .string(model) }
+        if let ms = try parseDuration(ttl, flag: "--ttl") { request["ttl_ms"] = .number(Double(ms)) }
+        if let session { request["session"] = .string(session) }
+        if let cwd { request["cwd"] = .string(FileSystem.absolute(cwd)) }
+        if !env.isEmpty {
+            var variables = JSONObject()
+            for entry in env {
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                variables[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
+            }
+            request["env"] = .object(variables)
+        }
+        let answer = try client.call(request)
+        let id = answer["task_id"]?.stringValue ?? ""
+        if wait { return try OutputCommand.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: nil) }
+        if client.common.json {
+            Terminal.out(JSONWriter.string(.object(["task_id": .string(id), "session_id": answer["session_id"] ?? .null, "status": answer["status"] ?? .null])))
+        } else {
+            Terminal.out(id)
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "A table of tasks, or tasks in detail.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "Task ids (none: every task).") var ids: [String] = []
+
+    func run() throws {
+        let answer = try client.call(["type": "status", "ids": .array(ids.map { .string($0) })])
+        let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        if client.common.json {
+            Terminal.out(JSONWriter.string(.array(tasks.map { .object($0) })))
+        } else if ids.isEmpty {
+            Terminal.out(tasks.isEmpty ? "No background tasks." : Render.statusTable(tasks))
+        } else {
+            Terminal.out(tasks.map(Render.detail).joined(separator: "\n\n"))
+        }
+    }
+}
+
+struct OutputCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "output",
+        abstract: "The result of a task if it is done, else its status (exit 3).")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task id.") var id: String
+    @Flag(help: "Block until the task is done.") var wait = false
+    @Option(help: "With --wait: give up after this long (exit 3).") var timeout: String?
+
+    func validate() throws { _ = try parseDuration(timeout, flag: "--timeout") }
+
+    func run() throws {
+        if wait { return try Self.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: try parseDuration(timeout, flag: "--timeout")) }
+        try Self.print(try client.call(["type": "output", "id": .string(id)]), json: client.common.json)
+    }
+
+    static func waitAndPrint(id: String, client: ClientOptions, json: Bool, timeoutMs: Int?) throws {
+        var request: JSONObject = ["type": "output", "id": .string(id), "wait": true]
+        if let timeoutMs { request["timeout_ms"] = .number(Double(timeoutMs)) }
+        try print(try client.call(request), json: json)
+    }
+
+    static func print(_ answer: JSONObject, json: Bool) throws {
+        let task = answer["task"]?.objectValue ?? JSONObject()
+        let status = task["status"]?.stringValue ?? ""
+        if json {
+            var document = task
+            document["result"] = answer["result"] ?? .null
+            Terminal.out(JSONWriter.string(.object(document)))
+        } else if answer["type"]?.stringValue == "timeout" || !(TaskStatus(rawValue: status)?.isTerminal ?? false) {
+            Terminal.out(Render.statusTable([task]))
+            if let prompt = task["prompt"]?.stringValue { Terminal.out("\nPrompt:\n\(prompt)") }
+        } else {
+            Terminal.out(Render.resultBlock(task, result: answer["result"]?.stringValue))
+        }
+        let code = exitStatus(for: [status])
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct CancelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel",
+        abstract: "Cancel pending and running tasks; returns once their children are reaped.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "Task ids.") var ids: [String] = []
+    @Flag(help: "Every task that has not ended.") var all = false
+
+    func validate() throws {
+        if ids.isEmpty && !all { throw ValidationError("name the tasks to cancel, or give --all") }
+        if !ids.isEmpty && all { throw ValidationError("give task ids or --all, not both") }
+    }
+
+    func run() throws {
+        var request: JSONObject = ["type": "cancel"]
+        if all { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
+        let answer = try client.call(request)
+        let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        let cancelled = Set(answer["cancelled"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        if client.common.json {
+            Terminal.out(JSONWriter.string(.object(["tasks": .array(tasks.map { .object($0) }), "cancelled": .array(cancelled.sorted().map { .string($0) })])))
+            return
+        }
+        let rows = tasks.filter { cancelled.contains($0["id"]?.stringValue ?? "") }
+        Terminal.out("Cancelled \(rows.count) background task(s):")
+        if !rows.isEmpty {
+            Terminal.out("")
+            Terminal.out(Render.table(["Task ID", "Description", "Status", "Session ID"], rows.map { task in
+                [task["id"]?.stringValue ?? "", Render.oneLine(task["description"]?.stringValue ?? ""), Render.status(task), task["session_id"]?.stringValue ?? ""]
+            }))
+            let sessions = Array(Set(rows.compactMap { $0["session_id"]?.stringValue })).sorted()
+            Terminal.out("\nContinuable sessions:")
+            for session in sessions { Terminal.out("  drover continue \(session) --prompt \"...\"") }
+        }
+        let unfinished = tasks.filter { !cancelled.contains($0["id"]?.stringValue ?? "") && !(TaskStatus(rawValue: $0["status"]?.stringValue ?? "")?.isTerminal ?? false) }
+        if !unfinished.isEmpty { throw ExitCode(3) }
+    }
+}
+
+struct ContinueCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "continue",
+        abstract: "A new task in a session, or a follow-up prompt to its running task; prints the task id.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The session id (ses_...).") var session: String
+    @Option(help: "The prompt.") var prompt: String
+    @Flag(help: "Wait for the task and print its result.") var wait = false
+
+    func run() throws {
+        let answer = try client.call(["type": "continue", "session": .string(session), "prompt": .string(prompt)])
+        let id = answer["task_id"]?.stringValue ?? ""
+        if wait { return try OutputCommand.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: nil) }
+        if client.common.json {
+            Terminal.out(JSONWriter.string(.object(["task_id": .string(id), "session_id": .string(session),
+                                                     "status": answer["status"] ?? .null, "delivered": answer["delivered"] ?? false])))
+        } else {
+            Terminal.out(id)
+        }
+    }
+}
+
+struct WaitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wait", abstract: "Block until tasks are done; live progress on a terminal.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "Task ids.") var ids: [String] = []
+    @Flag(help: "Every task that has not ended yet.") var all = false
+    @Option(help: "Give up after this long (exit 3).") var timeout: String?
+
+    func validate() throws {
+        if ids.isEmpty && !all { throw ValidationError("name the tasks to wait for, or give --all") }
+        _ = try parseDuration(timeout, flag: "--timeout")
+    }
+
+    func run() throws {
+        var request: JSONObject = ["type": "wait"]
+        if all { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
+        if let ms = try parseDuration(timeout, flag: "--timeout") { request["timeout_ms"] = .number(Double(ms)) }
+        let connection = try client.connect()
+        let live = ProcessSetup.isTerminal(2) && !client.common.json
+        func line(_ frame: JSONObject) -> String {
+            let n = { (key: String) in frame[key]?.intValue ?? 0 }
+            return "\(Terminal.bar(done: n("done"), total: n("total"), width: 20)) \(n("done"))/\(n("total")) done · \(n("running")) running · \(n("pending")) pending · \(n("failed")) failed"
+        }
+        do {
+            try connection.send(request)
+            while let frame = try connection.next() {
+                try ControlClient.check(frame)
+                switch frame["type"]?.stringValue {
+                case "progress":
+                    if live { Terminal.redraw(2, line(frame)) }
+                case "ok", "timeout":
+                    if live { Terminal.clearLine(2) }
+                    let tasks = frame["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
+                    if client.common.json {
+                        Terminal.out(JSONWriter.string(.object(frame)))
+                    } else {
+                        Terminal.out(line(frame) + (frame["type"]?.stringValue == "timeout" ? " (timed out)" : ""))
+                    }
+                    if frame["type"]?.stringValue == "timeout" { throw ExitCode(3) }
+                    let code = exitStatus(for: tasks.compactMap { $0["status"]?.stringValue })
+                    if code != 0 { throw ExitCode(code) }
+                    return
+                default: break
+                }
+            }
+            throw ClientError(message: "the daemon closed the connection", exitCode: 5)
+        } catch let error as ClientError {
+            if live { Terminal.clearLine(2) }
+            Terminal.error("drover: \(error)")
+            throw ExitCode(error.exitCode)
+        }
+    }
+}
+
+struct LogsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "A task's transcript as readable text.")
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The task id.") var id: String
+    @Flag(help: "Keep printing new lines until the task ends.") var follow = false
+
+    func run() throws {
+        let connection = try client.connect()
+        do {
+            try connection.send(["type": "logs", "id": .string(id), "follow": .bool(follow)])
+            while let frame = try connection.next() {
+                try ControlClient.check(frame)
+                if frame["type"]?.stringValue == "ok" { return }
+                guard let text = frame["text"]?.stringValue else { continue }
+                for line in text.split(separator: "\n") {
+                    Terminal.out(client.common.json ? String(line) : Render.transcriptLine(line))
+                }
+            }
+        } catch {
+            Terminal.error("drover: \(error)")
+            throw ExitCode(error.exitCode)
+        }
+    }
+}
+
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "events",
+        abstract: "State changes as JSON lines; --follow streams them as they happen.")
+
+    @OptionGroup var client: ClientOptions
+    @Flag(help: "Keep streaming new state changes.") var follow = false
+
+    func run() throws {
+        let connection = try client.connect()
+        do {
+            try connection.send(["type": "events", "follow": .bool(follow)])
+            while var frame = try connection.next() {
+                try ControlClient.check(frame)
+                switch frame["type"]?.stringValue {
+                case "ok": return
+                case "lines":
+                    Terminal.write(1, frame["text"]?.stringValue ?? "")
+                case "event":
+                    frame["type"] = nil
+                    Terminal.out(JSONWriter.string(.object(frame)))
+                default: break
+                }
+            }
+        } catch {
+            Terminal.error("drover: \(error)")
+            throw ExitCode(error.exitCode)
+        }
+    }
+}
+
+struct ShutdownCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shutdown",
+        abstract: "Stop the daemon: running tasks are cancelled, pending ones are kept for the next start.")
+
+    @OptionGroup var client: ClientOptions
+
+    func run() throws {
+        var options = client
+        options.noAutostart = true
+        let answer = try options.call(["type": "shutdown"])
+        Terminal.out(client.common.json ? JSONWriter.string(.object(answer)) : (answer["message"]?.stringValue ?? "stopped"))
+    }
+}
