@@ -61,8 +61,12 @@ final class ControlConnection {
 
     /// Queues one frame for the client.
     func send(_ frame: JSONObject) {
+        send(encoded: FrameEncoder.encode(frame))
+    }
+
+    /// Queues a frame already encoded (header included).
+    func send(encoded bytes: [UInt8]) {
         guard !isClosed, !finishing else { return }
-        let bytes = FrameEncoder.encode(frame)
         let memory = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<uv_write_t>.stride + bytes.count, alignment: 16)
         let request = memory.bindMemory(to: uv_write_t.self, capacity: 1)
         let payload = memory + MemoryLayout<uv_write_t>.stride

@@ -135,8 +135,29 @@ extension DaemonServer {
         let asked = ids(request)
         if let problem = unknownTask(asked) { return fail(connection, 6, problem) }
         if asked.isEmpty {
-            let rows = order.compactMap { current($0).map { JSONValue.object(row($0)) } }
-            return reply(connection, ["type": "ok", "tasks": .array(rows)])
+            // Assembled from bytes: with thousands of tasks, re-encoding every row each
+            // time would dominate the answer.
+            var frame: [UInt8] = [0, 0, 0, 0]
+            frame.append(contentsOf: #"{"type":"ok","tasks":["#.utf8)
+            var first = true
+            for id in order {
+                guard let snapshot = current(id) else { continue }
+                if !first { frame.append(UInt8(ascii: ",")) }
+                first = false
+                if let cached = endedRows[id] {
+                    frame.append(contentsOf: cached)
+                } else {
+                    var bytes: [UInt8] = []
+                    JSONWriter.writeObject(row(snapshot), into: &bytes)
+                    if snapshot.status.isTerminal { endedRows[id] = bytes }
+                    frame.append(contentsOf: bytes)
+                }
+            }
+            frame.append(contentsOf: "]}".utf8)
+            let length = UInt32(frame.count - 4)
+            frame.replaceSubrange(0..<4, with: FrameEncoder.header(length: length))
+            connection.send(encoded: frame)
+            return connection.finish()
         }
         let tasks = asked.compactMap { current($0).map { JSONValue.object($0.json()) } }
         reply(connection, ["type": "ok", "tasks": .array(tasks)])

@@ -41,6 +41,8 @@ public final class DaemonServer {
     var known: [String: TaskSnapshot] = [:]
     var order: [String] = []
     var sessionTasks: [String: [String]] = [:]
+    /// Encoded status rows of ended tasks, which never change again.
+    var endedRows: [String: [UInt8]] = [:]
     private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
     private var reportListeners: [Int: (TaskSnapshot) -> Void] = [:]
     private var transcriptListeners: [String: [Int: ([UInt8]) -> Void]] = [:]
@@ -168,6 +170,7 @@ public final class DaemonServer {
             sessionTasks[snapshot.sessionID, default: []].append(snapshot.id)
         }
         known[snapshot.id] = snapshot
+        endedRows[snapshot.id] = nil
     }
 
     // MARK: reports
