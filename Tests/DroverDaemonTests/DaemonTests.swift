@@ -223,6 +223,21 @@ import Testing
         #expect(logs.contains("→ start: @result noted") && logs.contains("← result: noted"))
     }
 
+    @Test func logsFollowAWorkerUntilItEnds() throws {
+        let d = try DaemonFixture()
+        let id = try d.launch("@message first\n@sleep 300ms\n@message second\n@sleep 300ms\n@result done")
+        // Returns when the task ends, with every line once, in order.
+        let followed = try d.ok(["logs", id, "--follow"])
+        let lines = followed.split(separator: "\n").map(String.init)
+        #expect(lines.first?.contains("→ start:") == true)
+        #expect(lines.filter { $0.hasSuffix("assistant: first") }.count == 1)
+        #expect(lines.filter { $0.hasSuffix("assistant: second") }.count == 1)
+        #expect(lines.last?.hasSuffix("← result: done") == true)
+        let raw = try d.ok(["logs", id, "--json"]).split(separator: "\n")
+        #expect(raw.count == lines.count)
+        #expect(try raw.allSatisfy { try parseObject(String($0))["t"] != nil })
+    }
+
     @Test func anotherUserIsRefused() throws {
         guard geteuid() == 0 else { return }  // needs root to act as another user
         let d = try DaemonFixture()
