@@ -107,8 +107,6 @@ public struct CommandResult {
 
 public var droverExecutable: String { FileSystem.executableDirectory() + "/drover" }
 
-/// Runs the built `drover` in `folder` with its output captured, as a user would.
-/// `user` runs it as another user (through runuser; the tests run as root).
 /// Spawn attributes with an empty signal mask: a test runner's threads block signals, and a
 /// child would inherit that.
 func cleanSignalAttributes() -> posix_spawnattr_t {
@@ -121,47 +119,40 @@ func cleanSignalAttributes() -> posix_spawnattr_t {
     return attributes
 }
 
-public func runDrover(_ arguments: [String], in folder: String, user: String? = nil) throws -> CommandResult {
-    let out = folder + "/.out"
-    let err = folder + "/.err"
+/// Starts `command` with stdin from /dev/null and stdout and stderr to files, with a clean
+/// signal mask; returns its pid.
+func spawn(_ command: [String], stdout: String, stderr: String) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, err, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let argv = command.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    var attributes = cleanSignalAttributes()
+    defer { posix_spawnattr_destroy(&attributes) }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+    guard rc == 0 else { throw FileError(path: command[0], operation: "run", code: rc) }
+    return pid
+}
+
+/// Runs the built `drover` in `folder` with its output captured, as a user would.
+/// `user` runs it as another user (through runuser; the tests run as root).
+public func runDrover(_ arguments: [String], in folder: String, user: String? = nil) throws -> CommandResult {
+    let out = folder + "/.out"
+    let err = folder + "/.err"
     // env -C runs drover in the folder (glibc's addchdir_np is not visible from Swift).
     var command = ["/usr/bin/env", "-C", user == nil ? folder : "/", droverExecutable] + arguments
     if let user { command = ["/usr/sbin/runuser", "-u", user, "--"] + command }
-    let argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    var attributes = cleanSignalAttributes()
-    defer { posix_spawnattr_destroy(&attributes) }
-    let rc = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
-    guard rc == 0 else { throw FileError(path: command[0], operation: "run", code: rc) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return CommandResult(status: (status >> 8) & 0xFF, stdout: readText(out), stderr: readText(err))
+    let status = waitForExit(try spawn(command, stdout: out, stderr: err))
+    return CommandResult(status: status, stdout: readText(out), stderr: readText(err))
 }
 
 /// Starts the built `drover` in the background with output to a file; returns its pid.
 public func startDrover(_ arguments: [String], output: String) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    posix_spawn_file_actions_addopen(&actions, 2, output + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    let command = [droverExecutable] + arguments
-    let argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    var attributes = cleanSignalAttributes()
-    defer { posix_spawnattr_destroy(&attributes) }
-    let rc = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
-    guard rc == 0 else { throw FileError(path: command[0], operation: "run", code: rc) }
-    return pid
+    try spawn([droverExecutable] + arguments, stdout: output, stderr: output + ".err")
 }
 
 /// Waits for a child started with `startDrover`; returns its exit status.
