@@ -30,7 +30,7 @@ public final class CompletionHook {
             return
         }
         let environment = launch.childEnvironment(
-            passEnv: [], agentEnv: [:], taskEnv: [:],
+            passEnv: [], taskEnv: [:],
             taskVariables: ["DROVER_TASK_ID": task.id, "DROVER_SESSION_ID": task.sessionID, "DROVER_STATUS": task.status.rawValue])
         do {
             let child = try ChildProcess.spawn(loop: loop, spec: SpawnSpec(executable: program, arguments: argv, environment: environment))

@@ -244,7 +244,7 @@ public final class Supervisor {
         }
         let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
         let environment = launch.childEnvironment(
-            passEnv: task.agent.passEnv, agentEnv: [:], taskEnv: task.env,
+            passEnv: task.agent.passEnv, taskEnv: task.env,
             taskVariables: [
                 "DROVER_TASK_ID": snapshot.id, "DROVER_SESSION_ID": snapshot.sessionID, "DROVER_SLOT": String(grant.slot),
                 "DROVER_DEPTH": String(depth), "DROVER_AGENT": snapshot.agent,

@@ -41,14 +41,14 @@ public struct WorkerLaunch: Sendable {
     }
 
     /// PATH, HOME, LANG, TERM and DROVER_* from the supervisor, the agent's `passEnv` names,
-    /// then the agent's and the task's own `env`, then drover's per-task variables.
-    public func childEnvironment(passEnv: [String], agentEnv: [String: String], taskEnv: [String: String], taskVariables: [String: String]) -> [String] {
+    /// then the task's `env` (the agent's merged with the task's own), then drover's
+    /// per-task variables.
+    public func childEnvironment(passEnv: [String], taskEnv: [String: String], taskVariables: [String: String]) -> [String] {
         var env: [String: String] = [:]
         for (name, value) in environment where ["PATH", "HOME", "LANG", "TERM"].contains(name) || name.hasPrefix("DROVER_") {
             env[name] = value
         }
         for name in passEnv { env[name] = environment[name] }
-        for (name, value) in agentEnv { env[name] = value }
         for (name, value) in taskEnv { env[name] = value }
         for (name, value) in taskVariables { env[name] = value }
         return env.map { "\($0.key)=\($0.value)" }.sorted()

@@ -51,7 +51,7 @@ struct LaunchCommand: ParsableCommand {
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
-        if agent == nil && session == nil { throw ValidationError("--agent is required") }
+        if agent == nil { throw ValidationError("--agent is required (built in: explore, librarian, oracle)") }
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         _ = try parseDuration(ttl, flag: "--ttl")
         for entry in env where !entry.contains("=") { throw ValidationError("--env \(entry): expected NAME=value") }
@@ -225,18 +225,18 @@ struct WaitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "wait", abstract: "Block until tasks are done; live progress on a terminal.")
 
     @OptionGroup var client: ClientOptions
-    @Argument(help: "Task ids.") var ids: [String] = []
-    @Flag(help: "Every task that has not ended yet.") var all = false
+    @Argument(help: "Task ids (none: every task that has not ended).") var ids: [String] = []
+    @Flag(help: "Every task that has not ended yet (the default without ids).") var all = false
     @Option(help: "Give up after this long (exit 3).") var timeout: String?
 
     func validate() throws {
-        if ids.isEmpty && !all { throw ValidationError("name the tasks to wait for, or give --all") }
+        if !ids.isEmpty && all { throw ValidationError("give task ids or --all, not both") }
         _ = try parseDuration(timeout, flag: "--timeout")
     }
 
     func run() throws {
         var request: JSONObject = ["type": "wait"]
-        if all { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
+        if ids.isEmpty { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
         if let ms = try parseDuration(timeout, flag: "--timeout") { request["timeout_ms"] = .number(Double(ms)) }
         let connection = try client.connect()
         let live = ProcessSetup.isTerminal(2) && !client.common.json
