@@ -21,6 +21,8 @@ final class FileWriter: @unchecked Sendable {
     private var lastSubmitted: UInt64 = 0
     private var lastCompleted: UInt64 = 0
     private var errors: [FileError] = []
+    /// Batches written together whose writes did not all succeed, with why.
+    private var failedBatches: [(ClosedRange<UInt64>, [FileError])] = []
     private var stopping = false
 
     private var thread = pthread_t()
@@ -54,12 +56,14 @@ final class FileWriter: @unchecked Sendable {
         return sequence
     }
 
-    /// The newest batch fully written, and the errors met since the last call.
-    func takeProgress() -> (completed: UInt64, errors: [FileError]) {
+    /// The newest batch written, the errors met since the last call, and which batches
+    /// they belong to.
+    func takeProgress() -> (completed: UInt64, errors: [FileError], failedBatches: [(ClosedRange<UInt64>, [FileError])]) {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        let result = (lastCompleted, errors)
+        let result = (lastCompleted, errors, failedBatches)
         errors = []
+        failedBatches = []
         return result
     }
 
@@ -85,6 +89,7 @@ final class FileWriter: @unchecked Sendable {
             pthread_mutex_lock(&mutex)
             lastCompleted = batches.last!.sequence
             errors.append(contentsOf: failures)
+            if !failures.isEmpty { failedBatches.append((batches.first!.sequence...batches.last!.sequence, failures)) }
             pthread_mutex_unlock(&mutex)
             notify()
         }

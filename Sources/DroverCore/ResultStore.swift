@@ -13,8 +13,8 @@ public final class ResultStore {
     private let beforePoll: UnsafeMutablePointer<uv_prepare_t>
     private let afterPoll: UnsafeMutablePointer<uv_check_t>
     private var batch: [FileWriter.Job] = []
-    private var batchWaiters: [() -> Void] = []
-    private var waiters: [(sequence: UInt64, action: () -> Void)] = []
+    private var batchWaiters: [([FileError]) -> Void] = []
+    private var waiters: [(sequence: UInt64, action: ([FileError]) -> Void)] = []
     private var closed = false
 
     /// Called on the loop with every write that failed (a full disk, say).
@@ -108,8 +108,14 @@ public final class ResultStore {
         append(eventsFile, line)
     }
 
-    /// Runs `action` on the loop once every write requested so far is on disk.
+    /// Runs `action` on the loop once every write requested so far has been done.
     public func whenWritten(_ action: @escaping () -> Void) {
+        whenWritten { (_: [FileError]) in action() }
+    }
+
+    /// The same, telling which writes of the action's own batch failed (none: all of them,
+    /// and everything before them, are on disk).
+    public func whenWritten(_ action: @escaping ([FileError]) -> Void) {
         batchWaiters.append(action)
         uv_ref(asHandle(wakeup))
     }
@@ -129,15 +135,16 @@ public final class ResultStore {
     }
 
     private func collectProgress() {
-        let (completed, errors) = writer.takeProgress()
+        let (completed, errors, failedBatches) = writer.takeProgress()
         for error in errors { onWriteError(error) }
-        var ready: [() -> Void] = []
+        var ready: [(([FileError]) -> Void, [FileError])] = []
         while let first = waiters.first, first.sequence <= completed {
-            ready.append(first.action)
+            let failures = failedBatches.filter { $0.0.contains(first.sequence) }.flatMap(\.1)
+            ready.append((first.action, failures))
             waiters.removeFirst()
         }
         if waiters.isEmpty && batchWaiters.isEmpty { uv_unref(asHandle(wakeup)) }
-        for action in ready { action() }
+        for (action, failures) in ready { action(failures) }
     }
 
     /// Writes everything still pending and stops the writer thread. Waiting actions run.

@@ -81,8 +81,13 @@ extension DaemonServer {
             return fail(connection, 2, error.description)
         }
         track(snapshot)
-        // Acknowledge only once task.json is on disk: nothing acknowledged is ever lost.
-        store.whenWritten { [unowned self] in
+        // Acknowledge only once task.json is on disk: nothing acknowledged is ever lost. A
+        // task that could not be written is not acknowledged, and must not run either.
+        store.whenWritten { [unowned self] (failures: [FileError]) in
+            if let failure = failures.first(where: { $0.path.hasPrefix(self.store.taskDirectory(snapshot.id)) }) {
+                self.supervisor.cancel(snapshot.id, reason: .user, message: "not launched: \(failure)")
+                return self.fail(connection, 5, "cannot launch: \(failure)")
+            }
             let status = self.current(snapshot.id)?.status ?? snapshot.status
             self.reply(connection, [
                 "type": "ok", "task_id": .string(snapshot.id), "session_id": .string(snapshot.sessionID),

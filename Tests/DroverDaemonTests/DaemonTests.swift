@@ -223,6 +223,34 @@ import Testing
         #expect(logs.contains("→ start: @result noted") && logs.contains("← result: noted"))
     }
 
+    @Test func aLaunchThatCannotBeWrittenIsNotAcknowledged() throws {
+        guard geteuid() == 0 else { return }  // mounting a small tmpfs needs root
+        let d = try DaemonFixture()
+        try FileSystem.makeDirectories(d.state)
+        let mounted = mount("tmpfs", d.state, "tmpfs", 0, "size=256k,mode=0700") == 0
+        #expect(mounted, "cannot mount a tmpfs: errno \(errno)")
+        guard mounted else { return }
+        defer {
+            _ = try? d.run(["shutdown", "--no-autostart"])
+            umount2(d.state, Int32(MNT_DETACH))
+        }
+        _ = try d.ok(["status"])
+        // Fill the folder's filesystem.
+        let filler = d.state + "/filler"
+        let fd = open(filler, O_WRONLY | O_CREAT, 0o600)
+        let block = [UInt8](repeating: 0, count: 4096)
+        while block.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+        close(fd)
+        let refused = try d.run(["launch", "--agent", "explore", "--prompt", "@result x"])
+        #expect(refused.status == 5)
+        #expect(refused.stderr.contains("No space left"), "\(refused.stderr)")
+        // Room again: the daemon goes on serving.
+        unlink(filler)
+        let id = try d.launch("@result written")
+        _ = try d.ok(["wait", id])
+        #expect(readText(d.state + "/tasks/\(id)/result.md") == "written")
+    }
+
     @Test func logsFollowAWorkerUntilItEnds() throws {
         let d = try DaemonFixture()
         let id = try d.launch("@message first\n@sleep 300ms\n@message second\n@sleep 300ms\n@result done")
