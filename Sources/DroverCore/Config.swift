@@ -50,6 +50,30 @@ public struct ResolvedTimers: Sendable, Equatable {
     public var killGrace: Int
 }
 
+/// The circuit breaker (what the design drover replaces learned from an 809-call loop that
+/// cost $350): limits on a worker's tool calls and transcript. Set at any level, like timers.
+public struct BreakerSettings: Sendable, Equatable {
+    public var maxToolCalls: Int?
+    public var maxRepeatedToolCalls: Int?
+    public var maxTranscriptBytes: Int?
+
+    public init() {}
+
+    public func over(_ base: BreakerSettings) -> BreakerSettings {
+        var merged = base
+        if let maxToolCalls { merged.maxToolCalls = maxToolCalls }
+        if let maxRepeatedToolCalls { merged.maxRepeatedToolCalls = maxRepeatedToolCalls }
+        if let maxTranscriptBytes { merged.maxTranscriptBytes = maxTranscriptBytes }
+        return merged
+    }
+
+    /// Defaults: 4,000 tool calls, 20 identical ones in a row, 1 GiB of transcript.
+    /// 0 turns a rule off.
+    public var resolved: (maxToolCalls: Int, maxRepeatedToolCalls: Int, maxTranscriptBytes: Int) {
+        (maxToolCalls ?? 4000, maxRepeatedToolCalls ?? 20, maxTranscriptBytes ?? 1 << 30)
+    }
+}
+
 /// Resource limits per agent or task (applied by the worker launcher; see issue 5).
 public struct ResourceLimits: Sendable, Equatable {
     public var cpuSeconds: Int?
@@ -77,6 +101,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var passEnv: [String] = []
     public var limits = ResourceLimits()
     public var timers = TimerSettings()
+    public var breaker = BreakerSettings()
+    /// "task": run in a fresh private folder under the task's folder.
+    public var workdirPerTask = false
 
     public init(name: String, command: [String], workerProtocol: WorkerProtocol = .framed, provider: String? = nil, model: String? = nil) {
         self.name = name
@@ -97,6 +124,9 @@ public struct DroverConfig: Sendable {
     /// argv run for every task that ends (the daemon's notification hook).
     public var onComplete: [String]?
     public var timers = TimerSettings()
+    public var breaker = BreakerSettings()
+    /// How deep drovers may nest (a drover started inside a task is one level deeper).
+    public var maxDepth = 3
     public var agents: [String: AgentConfig]
     /// The file it came from, if any.
     public var source: String?

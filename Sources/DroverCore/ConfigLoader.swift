@@ -160,6 +160,17 @@ struct ConfigReader {
         return false
     }
 
+    /// A circuit-breaker key; false when the key is not one.
+    func readBreaker(_ key: String, _ value: JSONValue, _ path: String, into breaker: inout BreakerSettings) throws(ConfigError) -> Bool {
+        switch key {
+        case "maxToolCalls": breaker.maxToolCalls = try count(value, path)
+        case "maxRepeatedToolCalls": breaker.maxRepeatedToolCalls = try count(value, path)
+        case "maxTranscriptBytes": breaker.maxTranscriptBytes = try size(value, path)
+        default: return false
+        }
+        return true
+    }
+
     mutating func readSettings(_ value: JSONValue, into config: inout DroverConfig) throws(ConfigError) {
         let settings = try object(value, "background_task")
         for (key, value) in settings.members {
@@ -170,12 +181,15 @@ struct ConfigReader {
             case "providerConcurrency": config.providerConcurrency = try limits(value, path)
             case "modelConcurrency": config.modelConcurrency = try limits(value, path)
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
+            case "maxDepth": config.maxDepth = try count(value, path)
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }
                 config.maxFrameBytes = n
             default:
-                if try !readTimer(key, value, path, into: &config.timers) { try unknown(path) }
+                if try !readTimer(key, value, path, into: &config.timers), try !readBreaker(key, value, path, into: &config.breaker) {
+                    try unknown(path)
+                }
             }
         }
     }
@@ -210,8 +224,13 @@ struct ConfigReader {
                     for (name, v) in try object(value, path).members { agent.env[name] = try string(v, "\(path).\(name)") }
                 case "passEnv": agent.passEnv = try strings(value, path)
                 case "limits": agent.limits = try readLimits(value, path)
+                case "workdir":
+                    guard try string(value, path) == "task" else { throw fail(path, "the only workdir is \"task\" (use cwd for a folder)") }
+                    agent.workdirPerTask = true
                 default:
-                    if try !readTimer(key, value, path, into: &agent.timers) { throw fail(path, "unknown key") }
+                    if try !readTimer(key, value, path, into: &agent.timers), try !readBreaker(key, value, path, into: &agent.breaker) {
+                        throw fail(path, "unknown key")
+                    }
                 }
             }
             config.agents[name] = agent

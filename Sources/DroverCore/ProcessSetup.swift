@@ -18,6 +18,15 @@ public enum ProcessSetup {
         sigprocmask(SIG_SETMASK, &none, nil)
     }
 
+    /// A drover started inside a task is one level deeper than the one that runs the task
+    /// (DROVER_DEPTH); past `maxDepth` it refuses to supervise, so agents cannot fan out
+    /// without bound. Returns the refusal, or nil.
+    public static func nestingRefusal(maxDepth: Int, environment: [String: String]) -> String? {
+        let depth = Int(environment["DROVER_DEPTH"] ?? "0") ?? 0
+        guard depth >= maxDepth else { return nil }
+        return "refusing to start: this drover runs inside a task at depth \(depth), and maxDepth is \(maxDepth)"
+    }
+
     public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 
     /// Columns of the terminal on fd, or 80.

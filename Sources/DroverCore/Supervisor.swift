@@ -7,21 +7,26 @@ final class SupervisedTask {
     let agent: AgentConfig
     let arguments: [String]
     let timers: ResolvedTimers
+    let breaker: BreakerSettings
     let env: [String: String]
     let cwd: String
+    /// The cwd is a fresh folder that drover creates before the start.
+    let cwdIsPrivate: Bool
     let resume: Bool
     let poolAssignment: PoolAssignment
     var grant: SlotGrant?
     var queuedTimer: LoopTimer?
     var run: TaskRun?
 
-    init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers,
-         env: [String: String], cwd: String, resume: Bool, pool: PoolAssignment)
+    init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
+         env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
     {
         self.snapshot = snapshot
         self.agent = agent
         self.arguments = arguments
         self.timers = timers
+        self.breaker = breaker
+        self.cwdIsPrivate = cwdIsPrivate
         self.env = env
         self.cwd = cwd
         self.resume = resume
@@ -123,7 +128,8 @@ public final class Supervisor {
         let key = model.map { model in provider.map { "\($0)/\(model)" } ?? model } ?? agent.name
         let timers = request.timers.over(agent.timers.over(config.timers)).resolved
         let pool = config.pool(provider: provider, model: model, key: key)
-        let cwd = FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
+        let privateFolder = request.workdirPerTask ?? agent.workdirPerTask
+        let cwd = privateFolder ? store.taskDirectory(id) + "/work" : FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
         var snapshot = TaskSnapshot(
             id: id, sessionID: sessionID, agent: agent.name, provider: provider, model: model, key: key,
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
@@ -134,8 +140,9 @@ public final class Supervisor {
         snapshot.extra["request"] = .object(kept.json())
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
-        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, env: env,
-                                  cwd: cwd, resume: request.resume, pool: pool)
+        let breaker = request.breaker.over(agent.breaker.over(config.breaker))
+        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, breaker: breaker, env: env,
+                                  cwd: cwd, cwdIsPrivate: privateFolder, resume: request.resume, pool: pool)
         tasks[id] = task
         return task
     }
@@ -224,6 +231,14 @@ public final class Supervisor {
             "task_id": snapshot.id, "session_id": snapshot.sessionID, "agent": snapshot.agent,
             "provider": snapshot.provider ?? "", "model": snapshot.model ?? "", "workdir": task.cwd,
         ]
+        if task.cwdIsPrivate {
+            do {
+                try FileSystem.makeDirectories(task.cwd)
+            } catch {
+                end(task, Outcome(.spawn, message: "cannot create the task's working folder: \(error)"))
+                return
+            }
+        }
         if task.arguments.contains(where: { $0.contains("{prompt_file}") }) {
             do {
                 try store.createTaskDirectoryNow(snapshot.id)

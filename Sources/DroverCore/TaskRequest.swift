@@ -13,6 +13,10 @@ public struct TaskRequest: Sendable {
     public var env: [String: String] = [:]
     /// Per-task timer overrides (a manifest's `ttl` sets `taskTtl`).
     public var timers = TimerSettings()
+    /// Per-task circuit-breaker overrides.
+    public var breaker = BreakerSettings()
+    /// Run in a fresh private folder under the task's folder (nil: as the agent says).
+    public var workdirPerTask: Bool?
     /// Continue this session instead of starting a new one.
     public var sessionID: String?
     public var resume = false
@@ -48,6 +52,12 @@ extension TaskRequest {
         let timers = self.timers.json()
         if !timers.isEmpty { object["timers"] = .object(timers) }
         if resume { object["resume"] = true }
+        if let workdirPerTask { object["workdir_per_task"] = .bool(workdirPerTask) }
+        var limits = JSONObject()
+        if let n = breaker.maxToolCalls { limits["maxToolCalls"] = .number(Double(n)) }
+        if let n = breaker.maxRepeatedToolCalls { limits["maxRepeatedToolCalls"] = .number(Double(n)) }
+        if let n = breaker.maxTranscriptBytes { limits["maxTranscriptBytes"] = .number(Double(n)) }
+        if !limits.isEmpty { object["breaker"] = .object(limits) }
         return object
     }
 
@@ -69,6 +79,11 @@ extension TaskRequest {
         timers = TimerSettings(json: object["timers"]?.objectValue ?? JSONObject())
         sessionID = snapshot.sessionID
         resume = object["resume"]?.boolValue ?? false
+        workdirPerTask = object["workdir_per_task"]?.boolValue
+        let limits = object["breaker"]?.objectValue ?? JSONObject()
+        breaker.maxToolCalls = limits["maxToolCalls"]?.intValue
+        breaker.maxRepeatedToolCalls = limits["maxRepeatedToolCalls"]?.intValue
+        breaker.maxTranscriptBytes = limits["maxTranscriptBytes"]?.intValue
     }
 }
 

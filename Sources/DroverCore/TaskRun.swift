@@ -36,6 +36,10 @@ final class TaskRun {
     private var quietPolls = 0
     private var rawLine: [UInt8] = []
     private var rawTail: [UInt8] = []
+    private let breaker: (maxToolCalls: Int, maxRepeatedToolCalls: Int, maxTranscriptBytes: Int)
+    private var lastToolCall = ""
+    private var repeatedToolCalls = 0
+    private var transcriptBytes = 0
 
     private let ttlTimer: LoopTimer
     private let staleTimer: LoopTimer
@@ -49,6 +53,7 @@ final class TaskRun {
         self.child = child
         self.promptInArguments = promptInArguments
         timers = task.timers
+        breaker = task.breaker.resolved
         raw = task.agent.workerProtocol == .raw
         decoder = FrameDecoder(maxFrameBytes: supervisor.config.maxFrameBytes)
         let loop = supervisor.loop
@@ -116,6 +121,8 @@ final class TaskRun {
     /// Adds a frame to the task's transcript and its session's, as
     /// `{"t": ms, "dir": ..., ...frame}` on one line.
     private func record(direction: String, objectBytes: [UInt8]) {
+        // Past the breaker's cap nothing more is written: the task is being ended.
+        guard breaker.maxTranscriptBytes == 0 || transcriptBytes <= breaker.maxTranscriptBytes else { return }
         var line = Array("{\"t\":\(Clock.wallMs()),\"dir\":\"\(direction)\"".utf8)
         line.reserveCapacity(line.count + objectBytes.count + 2)
         // Skip the frame's own "{"; a non-empty object continues with "," before its members.
@@ -126,6 +133,10 @@ final class TaskRun {
         for byte in rest { line.append(byte == 0x0A || byte == 0x0D ? 0x20 : byte) }
         rest = []
         line.append(0x0A)
+        transcriptBytes += line.count
+        if breaker.maxTranscriptBytes > 0 && transcriptBytes > breaker.maxTranscriptBytes {
+            decide(Outcome(.circuitBreaker, message: "circuit breaker: the transcript reached \(transcriptBytes) bytes, over maxTranscriptBytes \(breaker.maxTranscriptBytes)"))
+        }
         supervisor.onTranscriptLine?(id, line)
         store.append(store.transcriptFile(id), line)
         store.append(store.sessionFile(task.snapshot.sessionID), line)
@@ -163,6 +174,10 @@ final class TaskRun {
         case "progress":
             progress.toolCalls += 1
             progress.lastTool = frame["tool"]?.stringValue
+            task.snapshot.progress = progress
+            if let tripped = circuitBreaker(tool: progress.lastTool ?? "", input: frame["input"] ?? .null, calls: progress.toolCalls) {
+                decide(Outcome(.circuitBreaker, message: tripped))
+            }
         case "todo":
             openTodos = frame["open"]?.intValue ?? 0
         case "idle":
@@ -217,6 +232,24 @@ final class TaskRun {
         guard outcome == nil, !raw, child.isStdinOpen else { return false }
         send(["type": "prompt", "text": .string(text)])
         return true
+    }
+
+    /// Which breaker rule a tool call trips, if any, with its numbers.
+    private func circuitBreaker(tool: String, input: JSONValue, calls: Int) -> String? {
+        let call = tool + " " + JSONWriter.string(input)
+        if call == lastToolCall {
+            repeatedToolCalls += 1
+        } else {
+            lastToolCall = call
+            repeatedToolCalls = 1
+        }
+        if breaker.maxToolCalls > 0 && calls > breaker.maxToolCalls {
+            return "circuit breaker: \(calls) tool calls, over maxToolCalls \(breaker.maxToolCalls)"
+        }
+        if breaker.maxRepeatedToolCalls > 0 && repeatedToolCalls > breaker.maxRepeatedToolCalls {
+            return "circuit breaker: the same tool call (\(call.prefix(200))) \(repeatedToolCalls) times in a row, over maxRepeatedToolCalls \(breaker.maxRepeatedToolCalls)"
+        }
+        return nil
     }
 
     // MARK: completion rules

@@ -15,7 +15,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         ProcessSetup.prepare()
-        let config = try common.loadConfig()
+        let config = try common.loadSupervisingConfig()
         let state = StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current())
         let server: DaemonServer
         do {

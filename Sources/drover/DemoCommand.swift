@@ -29,6 +29,7 @@ struct DemoCommand: ParsableCommand {
         // The story needs the built-in agents as they are, whatever the user's config says.
         var config = DroverConfig()
         config.providerConcurrency = ["mock": 3]
+        config.maxDepth = try common.loadSupervisingConfig().maxDepth
         let folder = common.stateDirectory ?? makeTemporaryFolder()
         let loop = EventLoop()
         let store: ResultStore

@@ -42,6 +42,17 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: .customLong("json"), help: "Machine output: one JSON document.")
     var json = false
 
+    /// The config of a command that supervises (run, demo, serve): also refuses to nest
+    /// deeper than maxDepth (exit 2).
+    func loadSupervisingConfig() throws -> DroverConfig {
+        let config = try loadConfig()
+        if let refusal = ProcessSetup.nestingRefusal(maxDepth: config.maxDepth, environment: ProcessEnvironment.current()) {
+            Terminal.error("drover: \(refusal)")
+            throw ExitCode(2)
+        }
+        return config
+    }
+
     /// The config, or exit 2 with the message naming file, line and key.
     func loadConfig() throws -> DroverConfig {
         do {

@@ -35,7 +35,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         ProcessSetup.prepare()
-        let config = try common.loadConfig()
+        let config = try common.loadSupervisingConfig()
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.read(file)

@@ -139,12 +139,13 @@ func spawn(_ command: [String], stdout: String, stderr: String) throws -> pid_t 
 }
 
 /// Runs the built `drover` in `folder` with its output captured, as a user would.
-/// `user` runs it as another user (through runuser; the tests run as root).
-public func runDrover(_ arguments: [String], in folder: String, user: String? = nil) throws -> CommandResult {
+/// `user` runs it as another user (through runuser; the tests run as root); `environment`
+/// adds NAME=value entries.
+public func runDrover(_ arguments: [String], in folder: String, user: String? = nil, environment: [String] = []) throws -> CommandResult {
     let out = folder + "/.out"
     let err = folder + "/.err"
     // env -C runs drover in the folder (glibc's addchdir_np is not visible from Swift).
-    var command = ["/usr/bin/env", "-C", user == nil ? folder : "/", droverExecutable] + arguments
+    var command = ["/usr/bin/env", "-C", user == nil ? folder : "/"] + environment + [droverExecutable] + arguments
     if let user { command = ["/usr/sbin/runuser", "-u", user, "--"] + command }
     let status = waitForExit(try spawn(command, stdout: out, stderr: err))
     return CommandResult(status: status, stdout: readText(out), stderr: readText(err))
