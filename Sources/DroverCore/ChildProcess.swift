@@ -97,6 +97,7 @@ final class ChildProcess {
         }
         let child = ChildProcess(loop: loop, stdinFD: input[1], stdoutFD: output[0], stderrFD: errors[0])
         child.pid = pid
+        OrphanSweeper.spawned(pid)
         child.selfReference = Unmanaged.passRetained(child)
         reaper.watch(child)
         uv_read_start(asStream(child.stdoutPipe), childAlloc, childRead)
@@ -224,8 +225,13 @@ final class ChildProcess {
 final class ChildReaper {
     private let handle: UnsafeMutablePointer<uv_signal_t>
     private var children: [Int32: ChildProcess] = [:]
+    /// Orphan sweeps are coalesced: at most one per few milliseconds, however many
+    /// children end meanwhile (a sweep per exit cost a fifth of the spawn throughput).
+    private let orphanTimer: LoopTimer
 
     init(loop: EventLoop) {
+        orphanTimer = LoopTimer(loop: loop)
+        orphanTimer.unref()
         handle = allocateHandle(uv_signal_t.self)
         uv_signal_init(loop.raw, handle)
         handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
@@ -249,12 +255,21 @@ final class ChildReaper {
             var signal: Int32 = 0
             if drover_reap(pid, &code, &signal) != 0 { ended.append((child, Int64(code), signal)) }
         }
-        for (child, _, _) in ended { children[child.pid] = nil }
+        for (child, _, _) in ended {
+            children[child.pid] = nil
+            OrphanSweeper.reaped(child.pid)
+        }
         if children.isEmpty { uv_unref(asHandle(handle)) }
         for (child, code, signal) in ended { child.reaped(status: code, signal: signal) }
+        if OrphanSweeper.isEnabled && !orphanTimer.isActive {
+            orphanTimer.start(after: 5) { OrphanSweeper.sweep() }
+        }
     }
 
-    func close() { closeAndFree(handle) }
+    func close() {
+        orphanTimer.stop()
+        closeAndFree(handle)
+    }
 }
 
 private func childAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
@@ -265,6 +280,72 @@ private func childAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggeste
 private func childRead(_ stream: UnsafeMutablePointer<uv_stream_t>?, _ count: Int, _ buffer: UnsafePointer<uv_buf_t>?) {
     let child = Unmanaged<ChildProcess>.fromOpaque(stream!.pointee.data).takeUnretainedValue()
     child.read(from: stream!, count: count, buffer: buffer.flatMap { UnsafeRawPointer($0.pointee.base) })
+}
+
+/// Descendants that escaped their task's process group (a grandchild that called setsid)
+/// are re-parented to a supervisor that is a child subreaper. Once `enable()` has made this
+/// process one, every SIGCHLD and every task's end sweeps: children that no loop spawned are
+/// orphans of ended tasks, and are killed and reaped. Off by default, so a process hosting
+/// other children of its own (a test runner) never has them touched.
+public enum OrphanSweeper {
+    private static let state = OrphanState()
+
+    /// Becomes a child subreaper and starts sweeping. False if the kernel refused.
+    @discardableResult
+    public static func enable() -> Bool {
+        guard drover_become_subreaper() == 0 else { return false }
+        state.enabled = true
+        return true
+    }
+
+    static var isEnabled: Bool { state.enabled }
+
+    static func spawned(_ pid: Int32) { state.insert(pid) }
+    static func reaped(_ pid: Int32) { state.remove(pid) }
+
+    /// Kills live orphans and reaps dead ones.
+    static func sweep() {
+        guard state.enabled else { return }
+        // The kernel lists each thread's children; orphans land on one of our threads.
+        for thread in FileSystem.list("/proc/self/task") {
+            let listing = String(decoding: (try? FileSystem.read("/proc/self/task/\(thread)/children")) ?? [], as: UTF8.self)
+            for pid in listing.split(separator: " ").compactMap({ Int32($0) }) where !state.contains(pid) {
+                kill(pid, SIGKILL)
+            }
+        }
+        // Reap every ended child that no loop is waiting for.
+        while true {
+            let pid = drover_peek_exited_child()
+            guard pid > 0, !state.contains(pid) else { break }
+            var code: Int32 = 0
+            var signal: Int32 = 0
+            _ = drover_reap(pid, &code, &signal)
+        }
+    }
+}
+
+/// The pids spawned by any loop of this process, shared across threads.
+private final class OrphanState: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private var pids: Set<Int32> = []
+    private var isEnabled = false
+
+    init() { pthread_mutex_init(&lock, nil) }
+
+    var enabled: Bool {
+        get { locked { isEnabled } }
+        set { locked { isEnabled = newValue } }
+    }
+
+    func insert(_ pid: Int32) { locked { _ = pids.insert(pid) } }
+    func remove(_ pid: Int32) { locked { _ = pids.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { locked { pids.contains(pid) } }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return body()
+    }
 }
 
 /// A NULL-terminated C array of strings, for argv and envp.

@@ -276,8 +276,6 @@ public final class Supervisor {
         running.insert(snapshot.id)
         task.snapshot.startedMs = Clock.wallMs()
         task.snapshot.pid = child.pid
-        // The process's start time, so that a later supervisor can tell this pid from a reuse.
-        if let started = ProcessStartTime.ticks(of: child.pid) { task.snapshot.extra["pid_start"] = .number(Double(started)) }
         onTrace?(snapshot.id, .spawned)
         persist(task)
         let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))

@@ -143,12 +143,12 @@ public final class DaemonServer {
 
     /// Kills what is left of a task's process group, never a process that merely reuses
     /// its pid. While the pid exists (alive, or a zombie nobody reaped) it must be the same
-    /// process, by its start time; once it is gone, a group with its id can only be the
-    /// remains of the task's, since a new group takes the id of a live process.
+    /// process, started when the task says it started; once it is gone, a group with its id
+    /// can only be the remains of the task's, since a new group takes the id of a live process.
     private func killLeftovers(of snapshot: TaskSnapshot) {
         guard let pid = snapshot.pid, pid > 1 else { return }
-        if let current = ProcessStartTime.ticks(of: pid) {
-            guard let started = snapshot.extra["pid_start"]?.intValue, UInt64(started) == current else { return }
+        if FileSystem.exists("/proc/\(pid)") {
+            guard let started = snapshot.startedMs, ProcessStartTime.isSameProcess(pid: pid, startedMs: started) else { return }
         }
         kill(-pid, SIGKILL)
     }

@@ -15,6 +15,7 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         ProcessSetup.prepare()
+        OrphanSweeper.enable()
         let config = try common.loadSupervisingConfig()
         let state = StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current())
         let server: DaemonServer

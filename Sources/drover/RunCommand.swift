@@ -35,6 +35,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         ProcessSetup.prepare()
+        OrphanSweeper.enable()
         let config = try common.loadSupervisingConfig()
         let bytes: [UInt8]
         do {

@@ -47,6 +47,20 @@ import Testing
         #expect(summary["counts"]?.objectValue?["error"] == 1)
     }
 
+    @Test func aGrandchildThatLeavesTheProcessGroupIsKilledToo() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        // The shell starts a sleep in a session of its own (out of the task's process group,
+        // which a group kill would reach), gives it time to get there, prints its pid, exits.
+        try FileSystem.writeFile(folder + "/tasks.jsonl", Array(#"{"command": ["/bin/sh", "-c", "setsid sleep 1000 & sleep 0.3; echo $!"]}"#.utf8 + [0x0A]))
+        let result = try runDrover(["run", "tasks.jsonl", "--results", "out", "--json"], in: folder)
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try parseObject(result.stdout)
+        let path = try #require(summary["tasks"]?.arrayValue?.first?.objectValue?["result_path"]?.stringValue)
+        let escaped = try #require(Int32(readText(path).split(separator: "\n").first ?? ""))
+        #expect(eventually { !Processes.isAlive(escaped) }, "the setsid grandchild \(escaped) survived")
+    }
+
     @Test func aBadConfigIsExitTwoNamingTheKey() throws {
         let folder = try temporaryFolder()
         defer { removeTree(folder) }

@@ -32,6 +32,13 @@ int drover_has_exited(pid_t pid);
 // not a child of ours.
 int drover_reap(pid_t pid, int *code, int *signal);
 
+// Makes the calling process a child subreaper: orphaned descendants are re-parented to it
+// instead of to init. 0 on success.
+int drover_become_subreaper(void);
+
+// The pid of some child that has ended, without reaping it; 0 when none has.
+pid_t drover_peek_exited_child(void);
+
 // The uid of the process at the other end of a connected Unix socket. 0 on success.
 int drover_peer_uid(int fd, uid_t *uid);
 
