@@ -127,11 +127,10 @@ final class TaskRun {
         line.reserveCapacity(line.count + objectBytes.count + 2)
         // Skip the frame's own "{"; a non-empty object continues with "," before its members.
         guard let brace = objectBytes.firstIndex(of: UInt8(ascii: "{")) else { return }
-        var rest = objectBytes[(brace + 1)...].drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        let rest = objectBytes[(brace + 1)...].drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         if rest.first != UInt8(ascii: "}") { line.append(UInt8(ascii: ",")) }
         // Newlines can only be whitespace in valid JSON (inside strings they are escaped).
         for byte in rest { line.append(byte == 0x0A || byte == 0x0D ? 0x20 : byte) }
-        rest = []
         line.append(0x0A)
         transcriptBytes += line.count
         if breaker.maxTranscriptBytes > 0 && transcriptBytes > breaker.maxTranscriptBytes {
