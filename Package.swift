@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "drover", targets: ["drover"]),
         .executable(name: "drover-mock-agent", targets: ["drover-mock-agent"]),
+        .executable(name: "drover-limits", targets: ["drover-limits"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
     ],
     dependencies: [
@@ -45,6 +46,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Applies a task's resource limits, then execs its worker (posix_spawn has no hook
+        // between fork and exec).
+        .executableTarget(name: "drover-limits", path: "workers/limits"),
         .executableTarget(
             name: "drover-mock-agent",
             dependencies: ["DroverWire"],

@@ -82,6 +82,24 @@ public struct ResourceLimits: Sendable, Equatable {
     public var processes: Int?
     public var fileSize: Int?
     public init() {}
+
+    public var isEmpty: Bool { self == ResourceLimits() }
+
+    /// This level over `base`: what is set here wins.
+    public func over(_ base: ResourceLimits) -> ResourceLimits {
+        var merged = base
+        if let cpuSeconds { merged.cpuSeconds = cpuSeconds }
+        if let memory { merged.memory = memory }
+        if let openFiles { merged.openFiles = openFiles }
+        if let processes { merged.processes = processes }
+        if let fileSize { merged.fileSize = fileSize }
+        return merged
+    }
+
+    /// The arguments of `drover-limits` before "--": each limit or "-".
+    var helperArguments: [String] {
+        [cpuSeconds, memory, openFiles, processes, fileSize].map { $0.map(String.init) ?? "-" }
+    }
 }
 
 public enum WorkerProtocol: String, Sendable {

@@ -22,7 +22,7 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible {
 
 /// JSON lines, one task each (SPEC section 7). Blank lines are skipped.
 public enum Manifest {
-    static let knownKeys: Set<String> = ["agent", "prompt", "description", "provider", "model", "ttl", "cwd", "workdir", "env", "command"]
+    static let knownKeys: Set<String> = ["agent", "prompt", "description", "provider", "model", "ttl", "cwd", "workdir", "env", "limits", "command"]
 
     public static func parse(_ bytes: [UInt8], file: String, config: DroverConfig) throws(ManifestError) -> [ManifestEntry] {
         var entries: [ManifestEntry] = []
@@ -102,6 +102,13 @@ public enum Manifest {
         if let workdir = try string("workdir") {
             guard workdir == "task" else { throw LineError(text: "\"workdir\" can only be \"task\" (a fresh folder under the task's folder); use \"cwd\" for a folder") }
             request.workdirPerTask = true
+        }
+        if let limits = row["limits"] {
+            do {
+                request.limits = try ConfigReader(file: "", lines: [:], lenient: false).readLimits(limits, "limits")
+            } catch {
+                throw LineError(text: "\(error.keyPath ?? "limits"): \(error.message)")
+            }
         }
         if let env = row["env"] {
             guard case .object(let variables) = env else { throw LineError(text: "\"env\" must be an object of strings") }

@@ -8,6 +8,7 @@ final class SupervisedTask {
     let arguments: [String]
     let timers: ResolvedTimers
     let breaker: BreakerSettings
+    let limits: ResourceLimits
     let env: [String: String]
     let cwd: String
     /// The cwd is a fresh folder that drover creates before the start.
@@ -19,8 +20,9 @@ final class SupervisedTask {
     var run: TaskRun?
 
     init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
-         env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
+         limits: ResourceLimits, env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
     {
+        self.limits = limits
         self.snapshot = snapshot
         self.agent = agent
         self.arguments = arguments
@@ -141,7 +143,8 @@ public final class Supervisor {
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
         let breaker = request.breaker.over(agent.breaker.over(config.breaker))
-        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, breaker: breaker, env: env,
+        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, breaker: breaker,
+                                  limits: request.limits.over(agent.limits), env: env,
                                   cwd: cwd, cwdIsPrivate: privateFolder, resume: request.resume, pool: pool)
         tasks[id] = task
         return task
@@ -264,7 +267,16 @@ public final class Supervisor {
                 "DROVER_TASK_ID": snapshot.id, "DROVER_SESSION_ID": snapshot.sessionID, "DROVER_SLOT": String(grant.slot),
                 "DROVER_DEPTH": String(depth), "DROVER_AGENT": snapshot.agent,
             ])
-        let spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: task.cwd)
+        var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: task.cwd)
+        if !task.limits.isEmpty {
+            // Limits are set between fork and exec by a helper that then becomes the worker.
+            guard let helper = launch.locate("drover-limits") else {
+                end(task, Outcome(.spawn, message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))
+                return
+            }
+            spec.executable = helper
+            spec.arguments = ["drover-limits"] + task.limits.helperArguments + ["--", program] + argv.dropFirst()
+        }
         let child: ChildProcess
         do {
             child = try ChildProcess.spawn(loop: loop, spec: spec)

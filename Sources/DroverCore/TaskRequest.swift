@@ -15,6 +15,8 @@ public struct TaskRequest: Sendable {
     public var timers = TimerSettings()
     /// Per-task circuit-breaker overrides.
     public var breaker = BreakerSettings()
+    /// Per-task resource limits, over the agent's.
+    public var limits = ResourceLimits()
     /// Run in a fresh private folder under the task's folder (nil: as the agent says).
     public var workdirPerTask: Bool?
     /// Continue this session instead of starting a new one.
@@ -58,6 +60,14 @@ extension TaskRequest {
         if let n = breaker.maxRepeatedToolCalls { limits["maxRepeatedToolCalls"] = .number(Double(n)) }
         if let n = breaker.maxTranscriptBytes { limits["maxTranscriptBytes"] = .number(Double(n)) }
         if !limits.isEmpty { object["breaker"] = .object(limits) }
+        if !self.limits.isEmpty {
+            var resources = JSONObject()
+            for (name, value) in [("cpuSeconds", self.limits.cpuSeconds), ("memory", self.limits.memory), ("openFiles", self.limits.openFiles),
+                                  ("processes", self.limits.processes), ("fileSize", self.limits.fileSize)] {
+                if let value { resources[name] = .number(Double(value)) }
+            }
+            object["limits"] = .object(resources)
+        }
         return object
     }
 
@@ -84,6 +94,12 @@ extension TaskRequest {
         breaker.maxToolCalls = limits["maxToolCalls"]?.intValue
         breaker.maxRepeatedToolCalls = limits["maxRepeatedToolCalls"]?.intValue
         breaker.maxTranscriptBytes = limits["maxTranscriptBytes"]?.intValue
+        let resources = object["limits"]?.objectValue ?? JSONObject()
+        self.limits.cpuSeconds = resources["cpuSeconds"]?.intValue
+        self.limits.memory = resources["memory"]?.intValue
+        self.limits.openFiles = resources["openFiles"]?.intValue
+        self.limits.processes = resources["processes"]?.intValue
+        self.limits.fileSize = resources["fileSize"]?.intValue
     }
 }
 

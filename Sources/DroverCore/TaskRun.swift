@@ -359,7 +359,7 @@ final class TaskRun {
 
     private func outcomeFromExit(status: Int, signal: Int32?) -> Outcome {
         if let signal {
-            return Outcome(.signal, message: "the worker was killed by signal \(signal) (\(signalName(signal)))")
+            return Outcome(.signal, message: "the worker was killed by signal \(signal) (\(signalName(signal)))" + limitHint(signal: signal))
         }
         if !raw {
             do {
@@ -374,6 +374,19 @@ final class TaskRun {
             return Outcome(.exit, resultText: String(decoding: tail, as: UTF8.self))
         }
         return Outcome(.exit, resultText: lastAssistantText ?? "")
+    }
+}
+
+extension TaskRun {
+    /// Which of the task's limits a death by this signal points to, if any.
+    fileprivate func limitHint(signal: Int32) -> String {
+        let limits = task.limits
+        if signal == SIGXCPU, let seconds = limits.cpuSeconds { return ": the cpuSeconds limit of \(seconds) s was reached" }
+        if signal == SIGXFSZ, let bytes = limits.fileSize { return ": the fileSize limit of \(bytes) bytes was reached" }
+        if [SIGSEGV, SIGABRT, SIGBUS, SIGKILL].contains(signal), let bytes = limits.memory {
+            return " (with a memory limit of \(bytes) bytes, which may have been reached)"
+        }
+        return ""
     }
 }
 
