@@ -144,3 +144,69 @@ do {
     supervisor.store.close()
     print("supervisor memory with 500 running mock tasks: \(peak / 1024) MiB RSS (\(before / 1024) MiB before the first spawn, \((peak - before) / 500) KiB per task)")
 }
+
+// 4. Cancel latency: cancel requested → the worker's whole group reaped and the task ended
+//    (a cooperative worker, which leaves on the cancel frame).
+do {
+    let supervisor = try makeSupervisor(folder: root + "/cancel") { $0.providerConcurrency = ["mock": 0] }
+    var requested: [String: UInt64] = [:]
+    var samples: [Double] = []
+    var ids: [String] = []
+    var open = 0
+    supervisor.onEnded = { snapshot in
+        if let start = requested[snapshot.id] { samples.append(Double(Clock.monotonicNs() - start) / 1e6) }
+    }
+    supervisor.onReport = { snapshot in
+        if snapshot.status.isTerminal {
+            open -= 1
+            if open == 0 { supervisor.loop.stop() }
+        }
+    }
+    for _ in 0..<50 {
+        ids.append(try supervisor.submit(TaskRequest(agent: "explore", prompt: "@message ready\n@hang")).id)
+        open += 1
+    }
+    // Once every worker has said it is ready, cancel them one by one, 20 ms apart.
+    let timer = LoopTimer(loop: supervisor.loop)
+    var next = 0
+    timer.start(after: 1500, repeat: 20) {
+        guard next < ids.count else { return timer.stop() }
+        requested[ids[next]] = Clock.monotonicNs()
+        supervisor.cancel(ids[next])
+        next += 1
+    }
+    supervisor.loop.run()
+    supervisor.store.close()
+    print("cancel latency (request -> group reaped, cooperative worker, 50 tasks): median \(format(median(samples))), p90 \(format(percentile(samples, 0.9)))")
+}
+
+// 5. Frame throughput end to end: a worker floods messages; every one is decoded, counted,
+//    and recorded in the transcript and the session file.
+func floodRate(count: Int, bytes: Int, folder: String) throws -> (seconds: Double, frames: Int) {
+    let supervisor = try makeSupervisor(folder: folder) { _ in }
+    var spawnedAt: UInt64 = 0
+    var endedAt: UInt64 = 0
+    supervisor.onTrace = { _, event in if case .spawned = event { spawnedAt = Clock.monotonicNs() } }
+    supervisor.onEnded = { _ in endedAt = Clock.monotonicNs() }
+    var frames = 0
+    supervisor.onReport = { snapshot in
+        if snapshot.status.isTerminal {
+            frames = snapshot.progress.messages
+            supervisor.loop.stop()
+        }
+    }
+    var request = TaskRequest(agent: "explore", prompt: "@flood \(count) \(bytes)")
+    request.breaker.maxTranscriptBytes = 0
+    try supervisor.submit(request)
+    supervisor.loop.run()
+    supervisor.store.close()
+    return (Double(endedAt - spawnedAt) / 1e9, frames)
+}
+
+do {
+    let small = try floodRate(count: 200_000, bytes: 100, folder: root + "/flood-small")
+    print("frame throughput, 100-byte messages: \(Int(Double(small.frames) / small.seconds)) frames/s (\(small.frames) frames in \(format(small.seconds * 1000)))")
+    let large = try floodRate(count: 300, bytes: 1 << 20, folder: root + "/flood-large")
+    let megabytes = Double(large.frames) * Double(1 << 20) / 1e6
+    print("frame throughput, 1 MiB messages: \(Int(megabytes / large.seconds)) MB/s (\(large.frames) frames in \(format(large.seconds * 1000)))")
+}
