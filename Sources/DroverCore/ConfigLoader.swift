@@ -178,8 +178,8 @@ struct ConfigReader {
             switch key {
             case "defaultConcurrency": config.defaultConcurrency = try count(value, path)
             case "globalConcurrency": config.globalConcurrency = try count(value, path)
-            case "providerConcurrency": config.providerConcurrency = try limits(value, path)
-            case "modelConcurrency": config.modelConcurrency = try limits(value, path)
+            case "providerConcurrency": config.providerConcurrency = try concurrencyLimits(value, path)
+            case "modelConcurrency": config.modelConcurrency = try concurrencyLimits(value, path)
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxDepth": config.maxDepth = try count(value, path)
             case "maxFrameBytes":
@@ -194,7 +194,7 @@ struct ConfigReader {
         }
     }
 
-    func limits(_ value: JSONValue, _ path: String) throws(ConfigError) -> [String: Int] {
+    func concurrencyLimits(_ value: JSONValue, _ path: String) throws(ConfigError) -> [String: Int] {
         var result: [String: Int] = [:]
         for (key, limit) in try object(value, path).members { result[key] = try count(limit, "\(path).\(key)") }
         return result
