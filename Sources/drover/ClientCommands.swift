@@ -239,39 +239,31 @@ struct WaitCommand: ParsableCommand {
         var request: JSONObject = ["type": "wait"]
         if ids.isEmpty { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
         if let ms = try parseDuration(timeout, flag: "--timeout") { request["timeout_ms"] = .number(Double(ms)) }
-        let connection = try client.connect()
         let live = ProcessSetup.isTerminal(2) && !client.common.json
         func line(_ frame: JSONObject) -> String {
             let n = { (key: String) in frame[key]?.intValue ?? 0 }
             return "\(Terminal.bar(done: n("done"), total: n("total"), width: 20)) \(n("done"))/\(n("total")) done · \(n("running")) running · \(n("pending")) pending · \(n("failed")) failed"
         }
-        do {
-            try connection.send(request)
-            while let frame = try connection.next() {
-                try ControlClient.check(frame)
-                switch frame["type"]?.stringValue {
-                case "progress":
-                    if live { Terminal.redraw(2, line(frame)) }
-                case "ok", "timeout":
-                    if live { Terminal.clearLine(2) }
-                    let tasks = frame["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
-                    if client.common.json {
-                        Terminal.out(JSONWriter.string(.object(frame)))
-                    } else {
-                        Terminal.out(line(frame) + (frame["type"]?.stringValue == "timeout" ? " (timed out)" : ""))
-                    }
-                    if frame["type"]?.stringValue == "timeout" { throw ExitCode(3) }
-                    let code = exitStatus(for: tasks.compactMap { $0["status"]?.stringValue })
-                    if code != 0 { throw ExitCode(code) }
-                    return
-                default: break
+        try client.stream(request, closingIsError: true, onFailure: { if live { Terminal.clearLine(2) } }) { frame in
+            switch frame["type"]?.stringValue {
+            case "progress":
+                if live { Terminal.redraw(2, line(frame)) }
+                return false
+            case "ok", "timeout":
+                if live { Terminal.clearLine(2) }
+                let tasks = frame["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
+                if client.common.json {
+                    Terminal.out(JSONWriter.string(.object(frame)))
+                } else {
+                    Terminal.out(line(frame) + (frame["type"]?.stringValue == "timeout" ? " (timed out)" : ""))
                 }
+                if frame["type"]?.stringValue == "timeout" { throw ExitCode(3) }
+                let code = exitStatus(for: tasks.compactMap { $0["status"]?.stringValue })
+                if code != 0 { throw ExitCode(code) }
+                return true
+            default:
+                return false
             }
-            throw ClientError(message: "the daemon closed the connection", exitCode: 5)
-        } catch let error as ClientError {
-            if live { Terminal.clearLine(2) }
-            Terminal.error("drover: \(error)")
-            throw ExitCode(error.exitCode)
         }
     }
 }
@@ -284,20 +276,12 @@ struct LogsCommand: ParsableCommand {
     @Flag(help: "Keep printing new lines until the task ends.") var follow = false
 
     func run() throws {
-        let connection = try client.connect()
-        do {
-            try connection.send(["type": "logs", "id": .string(id), "follow": .bool(follow)])
-            while let frame = try connection.next() {
-                try ControlClient.check(frame)
-                if frame["type"]?.stringValue == "ok" { return }
-                guard let text = frame["text"]?.stringValue else { continue }
-                for line in text.split(separator: "\n") {
-                    Terminal.out(client.common.json ? String(line) : Render.transcriptLine(line))
-                }
+        try client.stream(["type": "logs", "id": .string(id), "follow": .bool(follow)]) { frame in
+            if frame["type"]?.stringValue == "ok" { return true }
+            for line in (frame["text"]?.stringValue ?? "").split(separator: "\n") {
+                Terminal.out(client.common.json ? String(line) : Render.transcriptLine(line))
             }
-        } catch {
-            Terminal.error("drover: \(error)")
-            throw ExitCode(error.exitCode)
+            return false
         }
     }
 }
@@ -311,24 +295,20 @@ struct EventsCommand: ParsableCommand {
     @Flag(help: "Keep streaming new state changes.") var follow = false
 
     func run() throws {
-        let connection = try client.connect()
-        do {
-            try connection.send(["type": "events", "follow": .bool(follow)])
-            while var frame = try connection.next() {
-                try ControlClient.check(frame)
-                switch frame["type"]?.stringValue {
-                case "ok": return
-                case "lines":
-                    Terminal.write(1, frame["text"]?.stringValue ?? "")
-                case "event":
-                    frame["type"] = nil
-                    Terminal.out(JSONWriter.string(.object(frame)))
-                default: break
-                }
+        try client.stream(["type": "events", "follow": .bool(follow)]) { frame in
+            switch frame["type"]?.stringValue {
+            case "ok":
+                return true
+            case "lines":
+                Terminal.write(1, frame["text"]?.stringValue ?? "")
+            case "event":
+                var event = frame
+                event["type"] = nil
+                Terminal.out(JSONWriter.string(.object(event)))
+            default:
+                break
             }
-        } catch {
-            Terminal.error("drover: \(error)")
-            throw ExitCode(error.exitCode)
+            return false
         }
     }
 }

@@ -36,6 +36,28 @@ struct ClientOptions: ParsableArguments {
     }
 }
 
+extension ClientOptions {
+    /// Sends one request and hands every answer frame to `handle` until it says the answer
+    /// is complete. An error answer, or a lost daemon, becomes its exit status; so does the
+    /// daemon closing early when `closingIsError`.
+    func stream(_ request: JSONObject, closingIsError: Bool = false, onFailure: () -> Void = {},
+                _ handle: (JSONObject) throws -> Bool) throws {
+        let connection = try connect()
+        do {
+            try connection.send(request)
+            while let frame = try connection.next() {
+                try ControlClient.check(frame)
+                if try handle(frame) { return }
+            }
+            if closingIsError { throw ClientError(message: "the daemon closed the connection", exitCode: 5) }
+        } catch let error as ClientError {
+            onFailure()
+            Terminal.error("drover: \(error)")
+            throw ExitCode(error.exitCode)
+        }
+    }
+}
+
 /// Parses a duration flag or fails with a usage error naming the flag.
 func parseDuration(_ text: String?, flag: String) throws -> Int? {
     guard let text else { return nil }
