@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
     ],
     targets: [
         // Debian's libuv1-dev, found through pkg-config.
@@ -39,10 +40,18 @@ let package = Package(
             name: "DroverDaemon",
             dependencies: ["CLibUV", "CDroverSystem", "DroverCore", "DroverWire"]
         ),
+        // `drover mcp`: the MCP tools over stdio, a client of the daemon.
+        .target(
+            name: "DroverMCP",
+            dependencies: [
+                "DroverCore", "DroverDaemon", "DroverWire",
+                .product(name: "MCP", package: "swift-sdk"),
+            ]
+        ),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCore", "DroverDaemon",
+                "DroverCore", "DroverDaemon", "DroverMCP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -60,7 +69,7 @@ let package = Package(
             dependencies: ["DroverCore"],
             path: "bench/drover-bench"
         ),
-        .target(name: "DroverTestSupport", dependencies: ["DroverCore", "DroverWire"], path: "Tests/DroverTestSupport"),
+        .target(name: "DroverTestSupport", dependencies: ["CDroverSystem", "DroverCore", "DroverWire"], path: "Tests/DroverTestSupport"),
         .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
         .testTarget(name: "DroverDaemonTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),

@@ -111,9 +111,9 @@ struct StatusCommand: ParsableCommand {
         if client.common.json {
             Terminal.out(JSONWriter.string(.array(tasks.map { .object($0) })))
         } else if ids.isEmpty {
-            Terminal.out(tasks.isEmpty ? "No background tasks." : Render.statusTable(tasks))
+            Terminal.out(tasks.isEmpty ? "No background tasks." : TaskText.statusTable(tasks))
         } else {
-            Terminal.out(tasks.map(Render.detail).joined(separator: "\n\n"))
+            Terminal.out(tasks.map(TaskText.detail).joined(separator: "\n\n"))
         }
     }
 }
@@ -149,10 +149,10 @@ struct OutputCommand: ParsableCommand {
             document["result"] = answer["result"] ?? .null
             Terminal.out(JSONWriter.string(.object(document)))
         } else if answer["type"]?.stringValue == "timeout" || !(TaskStatus(rawValue: status)?.isTerminal ?? false) {
-            Terminal.out(Render.statusTable([task]))
+            Terminal.out(TaskText.statusTable([task]))
             if let prompt = task["prompt"]?.stringValue { Terminal.out("\nPrompt:\n\(prompt)") }
         } else {
-            Terminal.out(Render.resultBlock(task, result: answer["result"]?.stringValue))
+            Terminal.out(TaskText.resultBlock(task, result: answer["result"]?.stringValue))
         }
         let code = exitStatus(for: [status])
         if code != 0 { throw ExitCode(code) }
@@ -183,17 +183,7 @@ struct CancelCommand: ParsableCommand {
             Terminal.out(JSONWriter.string(.object(["tasks": .array(tasks.map { .object($0) }), "cancelled": .array(cancelled.sorted().map { .string($0) })])))
             return
         }
-        let rows = tasks.filter { cancelled.contains($0["id"]?.stringValue ?? "") }
-        Terminal.out("Cancelled \(rows.count) background task(s):")
-        if !rows.isEmpty {
-            Terminal.out("")
-            Terminal.out(Render.table(["Task ID", "Description", "Status", "Session ID"], rows.map { task in
-                [task["id"]?.stringValue ?? "", Render.oneLine(task["description"]?.stringValue ?? ""), Render.status(task), task["session_id"]?.stringValue ?? ""]
-            }))
-            let sessions = Array(Set(rows.compactMap { $0["session_id"]?.stringValue })).sorted()
-            Terminal.out("\nContinuable sessions:")
-            for session in sessions { Terminal.out("  drover continue \(session) --prompt \"...\"") }
-        }
+        Terminal.out(TaskText.cancelReport(tasks: tasks, cancelled: cancelled) { "drover continue \($0) --prompt \"...\"" })
         let unfinished = tasks.filter { !cancelled.contains($0["id"]?.stringValue ?? "") && !(TaskStatus(rawValue: $0["status"]?.stringValue ?? "")?.isTerminal ?? false) }
         if !unfinished.isEmpty { throw ExitCode(3) }
     }
@@ -279,7 +269,7 @@ struct LogsCommand: ParsableCommand {
         try client.stream(["type": "logs", "id": .string(id), "follow": .bool(follow)]) { frame in
             if frame["type"]?.stringValue == "ok" { return true }
             for line in (frame["text"]?.stringValue ?? "").split(separator: "\n") {
-                Terminal.out(client.common.json ? String(line) : Render.transcriptLine(line))
+                Terminal.out(client.common.json ? String(line) : TaskText.transcriptLine(line))
             }
             return false
         }

@@ -7,11 +7,15 @@ struct Drover: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover",
         abstract: "Supervise background agent tasks: many agent sessions at once, under concurrency limits, with every result in files.",
+        version: Drover.version,
         subcommands: [
             DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
             CancelCommand.self, ContinueCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
+            McpCommand.self,
         ]
     )
+
+    static let version = "0.4.0"
 
     static func main() {
         ProcessSetup.unblockSignals()

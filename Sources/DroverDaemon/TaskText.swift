@@ -1,0 +1,123 @@
+import DroverCore
+import DroverWire
+
+/// Tasks as text for people and models: tables and blocks in the shape of the design
+/// drover replaces. Shared by the CLI and the MCP server.
+public enum TaskText {
+    public static func duration(_ task: JSONObject) -> String {
+        if let ms = task["duration_ms"]?.intValue { return DurationText.format(milliseconds: ms) }
+        // A running task: how long it has run so far.
+        guard task["ended_at"]?.stringValue == nil, let started = task["started_at"]?.stringValue.flatMap(Clock.parseRFC3339) else { return "-" }
+        return DurationText.format(milliseconds: Int(max(0, Clock.wallMs() - started)))
+    }
+
+    public static func table(_ headers: [String], _ rows: [[String]]) -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], min(cell.count, 48)) }
+        }
+        func line(_ cells: [String]) -> String {
+            var text = "|"
+            for (i, cell) in cells.enumerated() {
+                let clipped = cell.count > 48 ? String(cell.prefix(47)) + "…" : cell
+                text += " " + pad(clipped, widths[i]) + " |"
+            }
+            return text
+        }
+        var out = [line(headers), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"]
+        out += rows.map(line)
+        return out.joined(separator: "\n")
+    }
+
+    public static func statusTable(_ tasks: [JSONObject]) -> String {
+        table(["Task ID", "Description", "Agent", "Status", "Duration", "Session ID"], tasks.map { task in
+            [task["id"]?.stringValue ?? "", oneLine(task["description"]?.stringValue ?? ""), task["agent"]?.stringValue ?? "",
+             status(task), duration(task), task["session_id"]?.stringValue ?? ""]
+        })
+    }
+
+    public static func status(_ task: JSONObject) -> String {
+        let status = task["status"]?.stringValue ?? "?"
+        guard let reason = task["reason"]?.stringValue, status != "completed" else { return status }
+        return "\(status) (\(reason))"
+    }
+
+    public static func oneLine(_ text: String) -> String {
+        text.split(separator: "\n").first.map(String.init) ?? ""
+    }
+
+    public static func resultBlock(_ task: JSONObject, result: String?) -> String {
+        var lines = ["Task Result", "", "Task ID: \(task["id"]?.stringValue ?? "")",
+                     "Description: \(oneLine(task["description"]?.stringValue ?? ""))",
+                     "Duration: \(duration(task))", "Session ID: \(task["session_id"]?.stringValue ?? "")"]
+        let status = task["status"]?.stringValue ?? ""
+        if status != "completed" {
+            lines.append("Status: \(TaskText.status(task))")
+            if let error = task["error"]?.stringValue { lines.append("Error: \(error)") }
+        }
+        lines += ["", "---", "", result ?? ""]
+        return lines.joined(separator: "\n")
+    }
+
+    public static func detail(_ task: JSONObject) -> String {
+        var lines: [String] = []
+        for key in ["id", "session_id", "agent", "provider", "model", "description", "status", "reason", "error",
+                    "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "result_path"] {
+            guard let value = task[key], !value.isNull else { continue }
+            lines.append("\(pad(key + ":", 13)) \(value.stringValue ?? JSONWriter.string(value))")
+        }
+        if let progress = task["progress"]?.objectValue {
+            lines.append("\(pad("progress:", 13)) \(progress["messages"]?.intValue ?? 0) messages, \(progress["tool_calls"]?.intValue ?? 0) tool calls"
+                + (progress["last_tool"]?.stringValue.map { ", last tool \($0)" } ?? ""))
+        }
+        if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
+        return lines.joined(separator: "\n")
+    }
+
+    /// A transcript line as readable text.
+    public static func transcriptLine(_ line: Substring) -> String {
+        guard let object = try? JSONParser.parse(Array(line.utf8)).value.objectValue else { return String(line) }
+        let time = object["t"]?.intValue.map { Clock.rfc3339(ms: Int64($0)).dropFirst(11).prefix(12) } ?? ""
+        let arrow = object["dir"]?.stringValue == "out" ? "→" : "←"
+        let type = object["type"]?.stringValue ?? "?"
+        var text: String
+        switch type {
+        case "start": text = "start: " + oneLine(object["prompt"]?.stringValue ?? "")
+        case "message": text = "\(object["role"]?.stringValue ?? "assistant"): \(object["text"]?.stringValue ?? "")"
+        case "progress":
+            text = "tool \(object["tool"]?.stringValue ?? "?")"
+            if let input = object["input"] { text += " " + JSONWriter.string(input) }
+        case "result": text = "result: \(object["text"]?.stringValue ?? "")"
+        case "error": text = "error: \(object["message"]?.stringValue ?? "")"
+        case "prompt": text = "prompt: \(object["text"]?.stringValue ?? "")"
+        case "cancel": text = "cancel (\(object["reason"]?.stringValue ?? ""))"
+        case "log": text = "log \(object["level"]?.stringValue ?? ""): \(object["text"]?.stringValue ?? "")"
+        default:
+            var rest = object
+            for key in ["t", "dir", "type"] { rest[key] = nil }
+            text = type + (rest.isEmpty ? "" : " " + JSONWriter.string(.object(rest)))
+        }
+        return "\(time) \(arrow) \(text)"
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    /// "Cancelled N background task(s):", their table, and how to continue each session
+    /// (`continueHint` phrases that for the reader: a shell command or a tool call).
+    public static func cancelReport(tasks: [JSONObject], cancelled: Set<String>, continueHint: (String) -> String) -> String {
+        let rows = tasks.filter { cancelled.contains($0["id"]?.stringValue ?? "") }
+        var lines = ["Cancelled \(rows.count) background task(s):"]
+        guard !rows.isEmpty else { return lines.joined(separator: "\n") }
+        lines.append("")
+        lines.append(table(["Task ID", "Description", "Status", "Session ID"], rows.map { task in
+            [task["id"]?.stringValue ?? "", oneLine(task["description"]?.stringValue ?? ""), status(task), task["session_id"]?.stringValue ?? ""]
+        }))
+        lines += ["", "Continuable sessions:"]
+        for session in Set(rows.compactMap { $0["session_id"]?.stringValue }).sorted() {
+            lines.append("  " + continueHint(session))
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,122 @@
+import DroverCore
+import DroverDaemon
+import DroverWire
+import Synchronization
+
+/// Tells the MCP client when a task it launched ends. One `events --follow` stream from
+/// the daemon, opened before the first launch (so no end can slip past) and opened again
+/// after the daemon went away; on reopening, tasks that ended meanwhile are found by
+/// asking for their status.
+final class CompletionWatcher: Sendable {
+    /// What a notification says about a task besides its id.
+    struct Watched: Sendable {
+        let description: String
+        let agent: String
+    }
+
+    struct Ending: Sendable {
+        let taskID: String
+        let sessionID: String
+        let status: String
+        let reason: String?
+        let watched: Watched
+    }
+
+    private struct State {
+        var following = false
+        var watched: [String: Watched] = [:]
+        /// Ends seen before their launch answer was handled, so watch() can still report them.
+        var recentEnds: [String: JSONObject] = [:]
+        var recentOrder: [String] = []
+    }
+
+    private let gateway: DaemonGateway
+    private let notify: @Sendable (Ending) -> Void
+    private let state = Mutex(State())
+    private static let recentLimit = 4096
+
+    init(gateway: DaemonGateway, notify: @escaping @Sendable (Ending) -> Void) {
+        self.gateway = gateway
+        self.notify = notify
+    }
+
+    /// Opens the event stream unless it is open.
+    func ensureFollowing() async throws {
+        let start = state.withLock { state -> Bool in
+            if state.following { return false }
+            state.following = true
+            return true
+        }
+        guard start else { return }
+        do {
+            try await gateway.stream(["type": "events", "follow": true], handle: { [self] frame in
+                if frame["type"]?.stringValue == "event" { handle(event: frame) }
+                return false
+            }, ended: { [self] in
+                state.withLock { $0.following = false }
+            })
+        } catch {
+            state.withLock { $0.following = false }
+            throw error
+        }
+        await reportEndedMeanwhile()
+    }
+
+    /// Reports the task's end when it comes (or if it already came).
+    func watch(_ taskID: String, _ watched: Watched) {
+        let early = state.withLock { state -> JSONObject? in
+            if let event = state.recentEnds.removeValue(forKey: taskID) { return event }
+            state.watched[taskID] = watched
+            return nil
+        }
+        if let early { report(early, watched) }
+    }
+
+    /// Stops reporting a task whose result the caller already has.
+    func forget(_ taskID: String) {
+        _ = state.withLock { $0.watched.removeValue(forKey: taskID) }
+    }
+
+    private func handle(event: JSONObject) {
+        guard let id = event["task_id"]?.stringValue,
+              let status = event["status"]?.stringValue.flatMap(TaskStatus.init(rawValue:)), status.isTerminal
+        else { return }
+        let watched = state.withLock { state -> Watched? in
+            if let watched = state.watched.removeValue(forKey: id) { return watched }
+            state.recentEnds[id] = event
+            state.recentOrder.append(id)
+            if state.recentOrder.count > Self.recentLimit {
+                let dropped = state.recentOrder.takeFirst(Self.recentLimit / 2)
+                for old in dropped { state.recentEnds[old] = nil }
+            }
+            return nil
+        }
+        if let watched { report(event, watched) }
+    }
+
+    private func report(_ event: JSONObject, _ watched: Watched) {
+        notify(Ending(taskID: event["task_id"]?.stringValue ?? event["id"]?.stringValue ?? "",
+                      sessionID: event["session_id"]?.stringValue ?? "",
+                      status: event["status"]?.stringValue ?? "", reason: event["reason"]?.stringValue, watched: watched))
+    }
+
+    private func reportEndedMeanwhile() async {
+        let ids = state.withLock { Array($0.watched.keys) }
+        guard !ids.isEmpty, let answer = try? await gateway.call(["type": "status", "ids": .array(ids.map { .string($0) })]) else { return }
+        for task in answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? [] {
+            guard let id = task["id"]?.stringValue, TaskStatus(rawValue: task["status"]?.stringValue ?? "")?.isTerminal == true,
+                  let watched = state.withLock({ $0.watched.removeValue(forKey: id) })
+            else { continue }
+            report(task, watched)
+        }
+    }
+}
+
+extension Array {
+    /// Removes and returns the first `count` elements.
+    fileprivate mutating func takeFirst(_ count: Int) -> [Element] {
+        let head = Array(prefix(count))
+        removeSubrange(0..<Swift.min(count, self.count))
+        return head
+    }
+}

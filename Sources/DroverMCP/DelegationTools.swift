@@ -1,0 +1,85 @@
+import DroverCore
+import MCP
+
+/// The three tools of SPEC section 9, described for the model that will call them.
+enum DelegationTools {
+    static let delegateTask = "delegate_task"
+    static let backgroundOutput = "background_output"
+    static let backgroundCancel = "background_cancel"
+
+    /// The longest a `background_output` call may block (SPEC section 9).
+    static let maxTimeoutMs = 600_000
+    static let defaultTimeoutMs = 60_000
+
+    static func all(agents: [AgentConfig]) -> [Tool] {
+        let agentList = agents.sorted { $0.name < $1.name }.map { agent in
+            var line = "- \(agent.name)"
+            if let description = agent.description { line += ": \(description)" }
+            return line
+        }.joined(separator: "\n")
+        return [
+            Tool(
+                name: delegateTask,
+                description: """
+                    Hand a task to a background agent and keep working while it runs. Returns at once with a \
+                    task id (bg_...) and a session id (ses_...); you are notified when the task ends, and \
+                    background_output gives its result. Launch several tasks in a row to run them in \
+                    parallel (drover holds each provider and model to its concurrency limit and queues the \
+                    rest). To follow up on finished work, pass its session_id with a new prompt: the agent \
+                    resumes the same conversation. Set run_in_background to false only when you cannot go on \
+                    without the answer.
+                    Agents:
+                    \(agentList)
+                    """,
+                inputSchema: .object([
+                    "type": "object",
+                    "properties": .object([
+                        "description": .object(["type": "string", "description": "A short (3-8 words) title for the task, shown in status tables."]),
+                        "prompt": .object(["type": "string", "description": "The full instructions for the agent. It sees nothing else of your conversation, so include every detail it needs."]),
+                        "agent": .object(["type": "string", "description": "Which agent runs it, one of those listed above (required unless session_id is given)."]),
+                        "run_in_background": .object(["type": "boolean", "description": "true (default): answer at once. false: wait for the task and answer with its result.", "default": true]),
+                        "session_id": .object(["type": "string", "description": "Continue this session (ses_... from an earlier delegate_task) instead of starting a new one."]),
+                        "provider": .object(["type": "string", "description": "Override the agent's provider (rarely needed)."]),
+                        "model": .object(["type": "string", "description": "Override the agent's model (rarely needed)."]),
+                    ]),
+                    "required": .array(["prompt"]),
+                ]),
+                annotations: .init(title: "Delegate a task to a background agent", readOnlyHint: false, destructiveHint: false, openWorldHint: true)
+            ),
+            Tool(
+                name: backgroundOutput,
+                description: """
+                    The state or result of a background task. For a running task: its status table and prompt; \
+                    for a finished one: its result. With block: true, waits until the task ends or timeout ms \
+                    pass (default 60000, at most 600000) - prefer going on with other work and waiting for the \
+                    completion notification.
+                    """,
+                inputSchema: .object([
+                    "type": "object",
+                    "properties": .object([
+                        "task_id": .object(["type": "string", "description": "The task id (bg_...) that delegate_task returned."]),
+                        "block": .object(["type": "boolean", "description": "Wait for the task to end (default false).", "default": false]),
+                        "timeout": .object(["type": "number", "description": "With block: the longest wait in milliseconds (default 60000, at most 600000).", "minimum": 0, "maximum": .int(maxTimeoutMs)]),
+                    ]),
+                    "required": .array(["task_id"]),
+                ]),
+                annotations: .init(title: "Read a background task's result", readOnlyHint: true, openWorldHint: false)
+            ),
+            Tool(
+                name: backgroundCancel,
+                description: """
+                    Cancel background tasks: one (taskId) or every task that has not ended (all: true). \
+                    Answers once their processes are gone, with the sessions that can be continued later.
+                    """,
+                inputSchema: .object([
+                    "type": "object",
+                    "properties": .object([
+                        "taskId": .object(["type": "string", "description": "The task id (bg_...) to cancel."]),
+                        "all": .object(["type": "boolean", "description": "Cancel every task that has not ended.", "default": false]),
+                    ]),
+                ]),
+                annotations: .init(title: "Cancel background tasks", readOnlyHint: false, destructiveHint: true, openWorldHint: false)
+            ),
+        ]
+    }
+}
