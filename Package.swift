@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "drover", targets: ["drover"]),
         .executable(name: "drover-mock-agent", targets: ["drover-mock-agent"]),
         .executable(name: "drover-limits", targets: ["drover-limits"]),
+        .executable(name: "drover-warden", targets: ["drover-warden"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
     ],
     dependencies: [
@@ -58,6 +59,8 @@ let package = Package(
         // Applies a task's resource limits, then execs its worker (posix_spawn has no hook
         // between fork and exec).
         .executableTarget(name: "drover-limits", path: "workers/limits"),
+        // Kills what a supervisor leaves behind if it dies (SIGKILL included).
+        .executableTarget(name: "drover-warden"),
         .executableTarget(
             name: "drover-mock-agent",
             dependencies: ["DroverWire"],

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -68,12 +69,15 @@ int drover_has_exited(pid_t pid) {
     return info.si_pid == pid;
 }
 
-int drover_reap(pid_t pid, int *code, int *signal) {
+int drover_reap(pid_t pid, int *code, int *signal, long *peak_rss_kib) {
     int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
+    struct rusage usage;
+    memset(&usage, 0, sizeof usage);
+    pid_t r = wait4(pid, &status, WNOHANG, &usage);
     if (r != pid) return r < 0 && errno == ECHILD ? -1 : 0;
     *code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
     *signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    *peak_rss_kib = usage.ru_maxrss;
     return 1;
 }
 

@@ -48,6 +48,11 @@ final class ChildProcess {
     var onStdoutEnd: () -> Void = {}
     var onStderr: (UnsafeRawBufferPointer) -> Void = { _ in }
     var onExit: (_ status: Int64, _ signal: Int32) -> Void = { _, _ in }
+    /// Peak resident memory in KiB, known once the child is reaped, when it exceeds the
+    /// supervisor's own peak. The kernel counts, in a child's ru_maxrss, the memory of the
+    /// process that exec replaced, and a vfork-style spawn shares the supervisor's memory
+    /// until exec: a smaller peak cannot be told apart from the supervisor's size.
+    fileprivate(set) var peakMemoryKiB: Int?
     var onClosed: () -> Void = {}
 
     private init(loop: EventLoop, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
@@ -98,6 +103,7 @@ final class ChildProcess {
         let child = ChildProcess(loop: loop, stdinFD: input[1], stdoutFD: output[0], stderrFD: errors[0])
         child.pid = pid
         OrphanSweeper.spawned(pid)
+        SupervisorWarden.groupStarted(pid)
         child.selfReference = Unmanaged.passRetained(child)
         reaper.watch(child)
         uv_read_start(asStream(child.stdoutPipe), childAlloc, childRead)
@@ -253,11 +259,16 @@ final class ChildReaper {
             kill(-pid, SIGKILL)
             var code: Int32 = 0
             var signal: Int32 = 0
-            if drover_reap(pid, &code, &signal) != 0 { ended.append((child, Int64(code), signal)) }
+            var peak = 0
+            if drover_reap(pid, &code, &signal, &peak) != 0 {
+                child.peakMemoryKiB = peak > ownPeakMemoryKiB() ? peak : nil
+                ended.append((child, Int64(code), signal))
+            }
         }
         for (child, _, _) in ended {
             children[child.pid] = nil
             OrphanSweeper.reaped(child.pid)
+            SupervisorWarden.groupEnded(child.pid)
         }
         if children.isEmpty { uv_unref(asHandle(handle)) }
         for (child, code, signal) in ended { child.reaped(status: code, signal: signal) }
@@ -270,6 +281,13 @@ final class ChildReaper {
         orphanTimer.stop()
         closeAndFree(handle)
     }
+}
+
+/// This process's own peak resident memory in KiB.
+private func ownPeakMemoryKiB() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss
 }
 
 private func childAlloc(_ handle: UnsafeMutablePointer<uv_handle_t>?, _ suggested: Int, _ buffer: UnsafeMutablePointer<uv_buf_t>?) {
@@ -319,7 +337,8 @@ public enum OrphanSweeper {
             guard pid > 0, !state.contains(pid) else { break }
             var code: Int32 = 0
             var signal: Int32 = 0
-            _ = drover_reap(pid, &code, &signal)
+            var peak = 0
+            _ = drover_reap(pid, &code, &signal, &peak)
         }
     }
 }

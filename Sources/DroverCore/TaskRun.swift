@@ -354,6 +354,7 @@ final class TaskRun {
         let signal: Int32? = exitSignal != 0 ? exitSignal : nil
         if raw && !rawLine.isEmpty { rawMessage() }
         let final = outcome ?? outcomeFromExit(status: status, signal: signal)
+        if let peak = child.peakMemoryKiB { task.snapshot.extra["peak_rss_kib"] = .number(Double(peak)) }
         supervisor.end(task, final, exitCode: signal == nil ? status : nil, signal: signal)
     }
 

@@ -3,7 +3,8 @@ import DroverDaemon
 import DroverWire
 import Synchronization
 
-/// Tells the MCP client when a task it launched ends. One `events --follow` stream from
+/// Tells the MCP client when a task it launched in the background ends: exactly one
+/// notification per task, however it ended. One `events --follow` stream from
 /// the daemon, opened before the first launch (so no end can slip past) and opened again
 /// after the daemon went away; on reopening, tasks that ended meanwhile are found by
 /// asking for their status.
@@ -70,11 +71,6 @@ final class CompletionWatcher: Sendable {
             return nil
         }
         if let early { report(early, watched) }
-    }
-
-    /// Stops reporting a task whose result the caller already has.
-    func forget(_ taskID: String) {
-        _ = state.withLock { $0.watched.removeValue(forKey: taskID) }
     }
 
     private func handle(event: JSONObject) {

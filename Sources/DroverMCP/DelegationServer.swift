@@ -143,7 +143,6 @@ public final class DelegationServer: Sendable {
         let answer = try await gateway.call(request)
         let task = answer["task"]?.objectValue ?? [:]
         if TaskStatus(rawValue: task["status"]?.stringValue ?? "")?.isTerminal == true {
-            watcher.forget(taskID)
             return TaskText.resultBlock(task, result: answer["result"]?.stringValue)
         }
         var lines = ["Task Status", "", TaskText.statusTable([task])]
@@ -167,7 +166,6 @@ public final class DelegationServer: Sendable {
         let answer = try await gateway.call(request)
         let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
         let cancelled = Set(answer["cancelled"]?.arrayValue?.compactMap(\.stringValue) ?? [])
-        cancelled.forEach(watcher.forget)
         var text = TaskText.cancelReport(tasks: tasks, cancelled: cancelled) { "delegate_task with session_id \"\($0)\" and a new prompt" }
         if let id = taskID, cancelled.isEmpty, let task = tasks.first {
             text += "\n\nTask \(id) had already ended (\(TaskText.status(task))); use background_output to read its result."

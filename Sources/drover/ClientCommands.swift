@@ -14,8 +14,7 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() throws {
-        ProcessSetup.prepare()
-        OrphanSweeper.enable()
+        let supervision = startSupervising()
         let config = try common.loadSupervisingConfig()
         let state = StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current())
         let server: DaemonServer
@@ -25,7 +24,7 @@ struct ServeCommand: ParsableCommand {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
         }
-        Terminal.error("drover: serving \(state.path) (pid \(getpid()))")
+        Terminal.error("drover: serving \(state.path) (pid \(getpid())); \(supervision.summary)")
         let status = server.run()
         if status != 0 { throw ExitCode(status) }
     }

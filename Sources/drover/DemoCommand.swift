@@ -25,8 +25,7 @@ struct DemoCommand: ParsableCommand {
     ]
 
     func run() throws {
-        ProcessSetup.prepare()
-        OrphanSweeper.enable()
+        _ = startSupervising()
         // The story needs the built-in agents as they are, whatever the user's config says.
         var config = DroverConfig()
         config.providerConcurrency = ["mock": 3]

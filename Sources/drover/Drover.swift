@@ -74,3 +74,12 @@ struct CommonOptions: ParsableArguments {
 func defaultLaunch() -> WorkerLaunch {
     WorkerLaunch(programDirectories: [FileSystem.executableDirectory()], environment: ProcessEnvironment.current())
 }
+
+/// What every supervising command (run, demo, serve) sets up before its first task: signal
+/// dispositions, the orphan sweeper (a child subreaper), and the warden with the cgroup
+/// that kill every descendant if this process dies.
+func startSupervising() -> SupervisorWarden.Status {
+    ProcessSetup.prepare()
+    OrphanSweeper.enable()
+    return SupervisorWarden.enable(helperDirectory: FileSystem.executableDirectory(), environment: ProcessEnvironment.current())
+}

@@ -34,8 +34,8 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        ProcessSetup.prepare()
-        OrphanSweeper.enable()
+        let supervision = startSupervising()
+        if supervision.pid == nil { Terminal.error("drover: warning: \(supervision.summary)") }
         let config = try common.loadSupervisingConfig()
         let bytes: [UInt8]
         do {

@@ -25,6 +25,19 @@ import Testing
         #expect(lines.contains { $0.hasPrefix("Max address space") && $0.contains(" 1073741824 ") })
     }
 
+    @Test func peakMemoryIsRecordedWhenItExceedsTheSupervisors() throws {
+        let h = try Harness()
+        // 384 MiB touched page by page, against a shell that does almost nothing.
+        let big = try h.submit(command: ["/usr/bin/env", "python3", "-c", "b = bytearray(384 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1"])
+        let small = try h.submit(command: ["/bin/sh", "-c", ":"])
+        let ended = h.run(until: [big, small])
+        #expect(ended[big]?.status == .completed, "\(ended[big]?.error ?? "")")
+        let bigPeak = try #require(ended[big]?.extra["peak_rss_kib"]?.intValue)
+        #expect(bigPeak > 384 * 1024, "peak \(bigPeak) KiB")
+        // Below the supervisor's own peak the figure would be the supervisor's: not recorded.
+        #expect(ended[small]?.extra["peak_rss_kib"] == nil)
+    }
+
     @Test func aTaskKilledByALimitNamesIt() throws {
         let h = try Harness()
         let spinner = try h.submit(command: ["/bin/sh", "-c", "while :; do :; done"]) { $0.limits.cpuSeconds = 1 }

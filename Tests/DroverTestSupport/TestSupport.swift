@@ -152,8 +152,10 @@ public func runDrover(_ arguments: [String], in folder: String, user: String? = 
 }
 
 /// Starts the built `drover` in the background with output to a file; returns its pid.
-public func startDrover(_ arguments: [String], output: String) throws -> pid_t {
-    try spawn([droverExecutable] + arguments, stdout: output, stderr: output + ".err")
+/// `environment` adds NAME=value entries (through env, which execs drover in place).
+public func startDrover(_ arguments: [String], output: String, environment: [String] = []) throws -> pid_t {
+    let command = environment.isEmpty ? [droverExecutable] + arguments : ["/usr/bin/env"] + environment + [droverExecutable] + arguments
+    return try spawn(command, stdout: output, stderr: output + ".err")
 }
 
 /// Waits for a child started with `startDrover`; returns its exit status.

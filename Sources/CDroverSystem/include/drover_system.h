@@ -28,9 +28,10 @@ int drover_spawn(pid_t *pid, const char *path, char *const argv[], char *const e
 // Whether pid has ended, without reaping it (its process group id stays reserved meanwhile).
 int drover_has_exited(pid_t pid);
 
-// Reaps pid: 1 with its exit code or terminating signal, 0 if it has not ended, -1 if it is
-// not a child of ours.
-int drover_reap(pid_t pid, int *code, int *signal);
+// Reaps pid: 1 with its exit code or terminating signal and its peak resident memory in
+// KiB (its own, or that of a descendant it waited for, whichever is larger), 0 if it has
+// not ended, -1 if it is not a child of ours.
+int drover_reap(pid_t pid, int *code, int *signal, long *peak_rss_kib);
 
 // Makes the calling process a child subreaper: orphaned descendants are re-parented to it
 // instead of to init. 0 on success.
