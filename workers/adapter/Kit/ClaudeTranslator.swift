@@ -97,8 +97,10 @@ public struct ClaudeTranslator: StreamTranslator {
         let retryable = RetryClassifier.isRetryable(status: status)
             || ["rate_limit", "server_error"].contains(assistantError ?? "")
             || RetryClassifier.isRetryable(text: detail)
-        let statusText = status.map { ", HTTP \($0)" } ?? ""
-        return .failed(message: "claude failed (\(subtype)\(statusText)): \(shortened(detail, to: 1000))", retryable: retryable)
+        // A failed API call ends with subtype "success" and is_error: the subtype says nothing then.
+        let labels = (subtype == "success" ? [] : [subtype]) + (status.map { ["HTTP \($0)"] } ?? [])
+        let label = labels.isEmpty ? "" : " (\(labels.joined(separator: ", ")))"
+        return .failed(message: "claude failed\(label): \(shortened(detail, to: 1000))", retryable: retryable)
     }
 
     /// A one-line summary of a tool call for `progress.text`.

@@ -4,6 +4,7 @@
 public struct LineSplitter: Sendable {
     public struct Overflow: Error, Equatable, Sendable {
         public let limit: Int
+        public init(limit: Int) { self.limit = limit }
     }
 
     public let maxLineBytes: Int
@@ -40,21 +41,20 @@ public func isBlank(_ line: [UInt8]) -> Bool {
     line.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
 }
 
-/// A line quoted for an error message: cut to `limit` bytes, control bytes escaped.
+/// A line quoted for an error message: between backticks, cut to `limit` bytes, control
+/// bytes escaped so the message stays on one line.
 public func quoted(_ line: [UInt8], limit: Int = 200) -> String {
     let text = String(decoding: line.prefix(limit), as: UTF8.self)
-    var out = "\""
+    var out = "`"
     for scalar in text.unicodeScalars {
         switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
         case "\n": out += "\\n"
         case "\t": out += "\\t"
         case _ where scalar.value < 0x20: out += "\\u{\(String(scalar.value, radix: 16))}"
         default: out.unicodeScalars.append(scalar)
         }
     }
-    out += "\""
-    if line.count > limit { out += " (first \(limit) of \(line.count) bytes)" }
+    out += "`"
+    if line.count > limit { out += " (the first \(limit) of its \(line.count) bytes)" }
     return out
 }

@@ -46,7 +46,7 @@ public struct OpencodeTranslator: StreamTranslator {
                 frames.append(Frames.message(shortened("tool error: " + (state?["error"]?.flattenedText ?? ""), to: 2000), role: "tool"))
             }
         case "step_finish":
-            if let stepCost = part?["cost"]?.numberValue { cost = (cost ?? 0) + stepCost }
+            if let stepCost = part?["cost"]?.numberValue { cost = sum(cost ?? 0, stepCost) }
             tokens = addingUsage(tokens, part?["tokens"])
         case "error":
             guard verdict == nil else { break }

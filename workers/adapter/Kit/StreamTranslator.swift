@@ -138,7 +138,7 @@ public func addingUsage(_ earlier: JSONValue?, _ later: JSONValue?) -> JSONValue
     guard let later else { return earlier }
     switch (earlier, later) {
     case (.number(let a), .number(let b)):
-        return .number(a + b)
+        return .number(sum(a, b))
     case (.object(let a), .object(let b)):
         var sum = a
         for (key, value) in b.members { sum[key] = addingUsage(a[key], value) }
@@ -146,4 +146,9 @@ public func addingUsage(_ earlier: JSONValue?, _ later: JSONValue?) -> JSONValue
     default:
         return later
     }
+}
+
+/// a + b without binary-fraction noise in dollar amounts (0.0262, not 0.026199999999999998).
+func sum(_ a: Double, _ b: Double) -> Double {
+    ((a + b) * 1e10).rounded() / 1e10
 }
