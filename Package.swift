@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "drover-mock-agent", targets: ["drover-mock-agent"]),
         .executable(name: "drover-limits", targets: ["drover-limits"]),
         .executable(name: "drover-warden", targets: ["drover-warden"]),
+        .executable(name: "drover-adapter", targets: ["drover-adapter"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
     ],
     dependencies: [
@@ -66,6 +67,25 @@ let package = Package(
             dependencies: ["DroverWire"],
             path: "workers/mock-agent"
         ),
+        // --- Agent CLI adapters (issue 4): `drover-adapter claude|opencode|codex` runs an agent
+        // CLI as its child and translates its JSON stream into frames. The kit (translators,
+        // options, the run) is a library so the tests reach it; the executable is thin.
+        .target(
+            name: "DroverAdapterKit",
+            dependencies: ["CLibUV", "DroverCore", "DroverWire"],
+            path: "workers/adapter/Kit"
+        ),
+        .executableTarget(
+            name: "drover-adapter",
+            dependencies: ["DroverAdapterKit", "DroverCore"],
+            path: "workers/adapter/Main"
+        ),
+        .testTarget(
+            name: "DroverAdapterTests",
+            dependencies: ["DroverAdapterKit", "DroverCore", "DroverWire", "DroverTestSupport"],
+            exclude: ["Fixtures"]
+        ),
+        // --- end of agent CLI adapters
         // Figures for BENCHMARKS.md (bench/run.sh builds and runs it in release mode).
         .executableTarget(
             name: "drover-bench",

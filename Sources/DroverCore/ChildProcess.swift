@@ -30,30 +30,31 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 /// One child process in its own process group, with pipes for stdin (frames in), stdout
 /// (frames out) and stderr (free text). It owns its three pipe handles and keeps itself
 /// alive until the child is reaped and libuv has closed the pipes; `onClosed` is the last
-/// thing it reports.
-final class ChildProcess {
+/// thing it reports. Public so that workers which run a program of their own (the agent CLI
+/// adapters) spawn and stop it exactly as the supervisor does.
+public final class ChildProcess {
     private let stdinPipe: UnsafeMutablePointer<uv_pipe_t>
     private let stdoutPipe: UnsafeMutablePointer<uv_pipe_t>
     private let stderrPipe: UnsafeMutablePointer<uv_pipe_t>
     private var openHandles = 3
     private var selfReference: Unmanaged<ChildProcess>?
 
-    private(set) var pid: Int32 = 0
-    private(set) var exited = false
+    public private(set) var pid: Int32 = 0
+    public private(set) var exited = false
     private var stdinOpen = true
     private var closeStdinWhenFlushed = false
     private var pendingWrites = 0
 
-    var onStdout: (UnsafeRawBufferPointer) -> Void = { _ in }
-    var onStdoutEnd: () -> Void = {}
-    var onStderr: (UnsafeRawBufferPointer) -> Void = { _ in }
-    var onExit: (_ status: Int64, _ signal: Int32) -> Void = { _, _ in }
+    public var onStdout: (UnsafeRawBufferPointer) -> Void = { _ in }
+    public var onStdoutEnd: () -> Void = {}
+    public var onStderr: (UnsafeRawBufferPointer) -> Void = { _ in }
+    public var onExit: (_ status: Int64, _ signal: Int32) -> Void = { _, _ in }
     /// Peak resident memory in KiB, known once the child is reaped, when it exceeds the
     /// supervisor's own peak. The kernel counts, in a child's ru_maxrss, the memory of the
     /// process that exec replaced, and a vfork-style spawn shares the supervisor's memory
     /// until exec: a smaller peak cannot be told apart from the supervisor's size.
-    fileprivate(set) var peakMemoryKiB: Int?
-    var onClosed: () -> Void = {}
+    public fileprivate(set) var peakMemoryKiB: Int?
+    public var onClosed: () -> Void = {}
 
     private init(loop: EventLoop, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
         stdinPipe = allocateHandle(uv_pipe_t.self)
@@ -68,7 +69,7 @@ final class ChildProcess {
 
     /// Starts the child with posix_spawn (vfork semantics: the supervisor's page tables are
     /// not copied, which is what keeps spawning at the kernel's exec rate).
-    static func spawn(loop: EventLoop, spec: SpawnSpec) throws(SpawnError) -> ChildProcess {
+    public static func spawn(loop: EventLoop, spec: SpawnSpec) throws(SpawnError) -> ChildProcess {
         var input: [Int32] = [-1, -1]
         var output: [Int32] = [-1, -1]
         var errors: [Int32] = [-1, -1]
@@ -113,7 +114,7 @@ final class ChildProcess {
 
     /// Queues bytes for the child's stdin. The bytes live with the write request until
     /// libuv's callback, as uv_write requires.
-    func write(_ bytes: [UInt8]) {
+    public func write(_ bytes: [UInt8]) {
         guard stdinOpen, !closeStdinWhenFlushed, !bytes.isEmpty else { return }
         let requestSize = MemoryLayout<uv_write_t>.stride
         let memory = UnsafeMutableRawPointer.allocate(byteCount: requestSize + bytes.count, alignment: 16)
@@ -139,7 +140,7 @@ final class ChildProcess {
     }
 
     /// Closes stdin once everything queued has been written (the child then sees EOF).
-    func closeStdinAfterWrites() {
+    public func closeStdinAfterWrites() {
         if pendingWrites == 0 {
             closeStdin()
         } else {
@@ -148,7 +149,7 @@ final class ChildProcess {
     }
 
     /// Closes stdin now; queued writes are dropped.
-    func closeStdin() {
+    public func closeStdin() {
         guard stdinOpen else { return }
         stdinOpen = false
         close(stdinPipe)
@@ -156,14 +157,14 @@ final class ChildProcess {
 
     /// Sends a signal to the child's whole process group (never after it has been reaped).
     @discardableResult
-    func signalGroup(_ signal: Int32) -> Bool {
+    public func signalGroup(_ signal: Int32) -> Bool {
         guard pid > 0, !exited else { return false }
         return kill(-pid, signal) == 0
     }
 
     /// Stops waiting for EOF on stdout and stderr (a descendant that left the process group
     /// may hold them open for ever).
-    func abandonOutputs() {
+    public func abandonOutputs() {
         close(stdoutPipe)
         close(stderrPipe)
     }
@@ -221,7 +222,7 @@ final class ChildProcess {
         selfReference = nil
     }
 
-    var isStdinOpen: Bool { stdinOpen }
+    public var isStdinOpen: Bool { stdinOpen }
 }
 
 /// Reaps this loop's children when SIGCHLD arrives. Each loop waits only for its own pids,

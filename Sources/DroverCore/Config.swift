@@ -165,8 +165,35 @@ public struct DroverConfig: Sendable {
             agent.description = "\(text) (built-in mock agent)"
             agents[name] = agent
         }
+        for agent in realAgents { agents[agent.name] = agent }
         return agents
     }()
+
+    /// Real agent CLIs run through `drover-adapter`. Each gets the variables its CLI reads
+    /// for credentials and settings (and nothing else of the supervisor's). The stability
+    /// rule is off: a model thinking quietly is not done; the CLI's own answer ends the task.
+    static let realAgents: [AgentConfig] = [
+        realAgent(
+            "claude", provider: "anthropic", description: "Claude Code (claude -p), through drover-adapter",
+            passEnv: ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR"]),
+        realAgent(
+            "opencode", provider: "opencode", description: "opencode (opencode run), through drover-adapter",
+            passEnv: [
+                "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY",
+                "OPENCODE_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME",
+            ]),
+        realAgent(
+            "codex", provider: "openai", description: "Codex (codex exec), through drover-adapter",
+            passEnv: ["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME"]),
+    ]
+
+    private static func realAgent(_ name: String, provider: String, description: String, passEnv: [String]) -> AgentConfig {
+        var agent = AgentConfig(name: name, command: ["drover-adapter", name], provider: provider, model: nil)
+        agent.description = description
+        agent.passEnv = passEnv
+        agent.timers.stablePolls = 0
+        return agent
+    }
 
     /// The implicit agent of a task given as an argv array.
     public static let commandAgent: AgentConfig = AgentConfig(name: "command", command: [], workerProtocol: .raw, provider: "local")

@@ -38,7 +38,7 @@ struct LaunchCommand: ParsableCommand {
     )
 
     @OptionGroup var client: ClientOptions
-    @Option(help: "The agent to run (built in: explore, librarian, oracle).") var agent: String?
+    @Option(help: "The agent to run (built in: explore, librarian, oracle; claude, opencode, codex).") var agent: String?
     @Option(help: "The prompt.") var prompt: String?
     @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.") var promptFile: String?
     @Option(help: "Short description shown in tables.") var description: String?
@@ -51,7 +51,7 @@ struct LaunchCommand: ParsableCommand {
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
-        if agent == nil { throw ValidationError("--agent is required (built in: explore, librarian, oracle)") }
+        if agent == nil { throw ValidationError("--agent is required (built in: explore, librarian, oracle; claude, opencode, codex)") }
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         _ = try parseDuration(ttl, flag: "--ttl")
         for entry in env where !entry.contains("=") { throw ValidationError("--env \(entry): expected NAME=value") }

@@ -45,7 +45,18 @@ import Testing
         let timers = DroverConfig().timers.resolved
         #expect(timers == ResolvedTimers(taskTtl: 1_800_000, staleTimeout: 180_000, queuedTtl: 0, pollInterval: 2000,
                                          minStabilityTime: 10_000, stablePolls: 3, minIdleTime: 5000, killGrace: 3000))
-        #expect(Set(DroverConfig().agents.keys) == ["explore", "librarian", "oracle"])
+        #expect(Set(DroverConfig().agents.keys) == ["explore", "librarian", "oracle", "claude", "opencode", "codex"])
+    }
+
+    @Test func theRealAgentsRunTheAdapterWithTheirCredentialsOnly() {
+        let agents = DroverConfig().agents
+        #expect(agents["claude"]?.command == ["drover-adapter", "claude"])
+        #expect(agents["claude"]?.provider == "anthropic")
+        #expect(agents["codex"]?.provider == "openai")
+        #expect(agents["opencode"]?.provider == "opencode")
+        #expect(agents["codex"]?.passEnv.contains("OPENAI_API_KEY") == true)
+        #expect(agents["claude"]?.passEnv.contains("OPENAI_API_KEY") == false)
+        #expect(["claude", "opencode", "codex"].allSatisfy { agents[$0]?.timers.stablePolls == 0 })
     }
 
     @Test func timersResolveTaskOverAgentOverConfig() {

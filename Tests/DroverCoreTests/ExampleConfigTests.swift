@@ -12,5 +12,8 @@ import Testing
         #expect(config.agents["sh"]?.workerProtocol == .raw)
         #expect(config.maxFrameBytes == 16 << 20)
         #expect(config.agents["explore"] != nil)
+        #expect(config.agents["claude-edit"]?.command == ["drover-adapter", "claude", "--", "--permission-mode", "acceptEdits"])
+        #expect(config.agents["claude-edit"]?.timers.stablePolls == 0)
+        #expect(config.agents["codex"]?.command == ["drover-adapter", "codex"])
     }
 }

@@ -135,7 +135,7 @@ import Testing
             ("background_output", ["task_id": "bg_00000000", "timeout": -5], "between 0 and 600000 ms"),
             ("background_output", ["task_id": "bg_00000000", "timeout": "soon"], "timeout must be a number of milliseconds"),
             ("background_output", [:], "task_id is required"),
-            ("delegate_task", ["prompt": "x"], "agent is required for a new task: one of explore, librarian, oracle"),
+            ("delegate_task", ["prompt": "x"], "agent is required for a new task: one of claude, codex, explore, librarian, opencode, oracle"),
             ("delegate_task", ["agent": "explore"], "prompt is required"),
             ("delegate_task", ["prompt": "x", "agent": "nobody"], "unknown agent \"nobody\""),
             ("delegate_task", ["prompt": "x", "session_id": "bg_00000000"], "is a task id; give its session id"),

@@ -1,0 +1,134 @@
+import DroverCore
+import DroverTestSupport
+import DroverWire
+import Glibc
+import Testing
+
+/// drover-adapter under real drover (`drover run`), against the stand-in CLI replaying
+/// recorded streams: real processes, pipes and signals.
+@Suite struct AdapterBatchTests {
+    @Test func eachCLISucceedsWithToolCallsUsageAndItsSessionID() throws {
+        let f = try AdapterFixture()
+        let (run, tasks) = try f.run([
+            ("fake-claude", "explain the frame decoder\nfake: replay=success"),
+            ("fake-opencode", "explain the frame decoder\nfake: replay=success"),
+            ("fake-codex", "explain the frame decoder\nfake: replay=success"),
+        ])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let expected: [(cli: String, session: String, answer: String)] = [
+            ("claude", "9f3c2b1e-4d5a-4c8e-9b7f-2a1d3e4f5a6b", "The decoder reads a 4-byte big-endian length"),
+            ("opencode", "ses_494719016ffe85dkDMj0FPRbHK", "FrameDecoder (Sources/DroverWire/Frame.swift) reads"),
+            ("codex", "0199a213-81c0-7800-8aa1-bbab2a035a53", "FrameDecoder reads a 4-byte big-endian length"),
+        ]
+        for (line, want) in expected.enumerated() {
+            let task = try #require(tasks[line + 1])
+            #expect(task.status == "completed" && task.reason == "result", "\(want.cli): \(task.errorText)")
+            #expect(f.resultText(task).hasPrefix(want.answer), "\(want.cli)")
+            let data = try #require(task.resultData, "\(want.cli) result has data")
+            #expect(data["cli"]?.stringValue == want.cli)
+            #expect(data["cli_session_id"]?.stringValue == want.session)
+            #expect(data["usage"]?.objectValue != nil, "\(want.cli) usage")
+            #expect(data["turns"] == 1)
+            #expect(task["progress"]?.objectValue?["tool_calls"]?.intValue == 2, "\(want.cli) tool calls")
+            let transcript = try f.transcript(task)
+            #expect(transcript.first { $0["dir"] == "in" }?["type"] == "hello")
+            #expect(transcript.contains { $0["type"] == "session" && $0["cli_session_id"]?.stringValue == want.session })
+        }
+        #expect(tasks[1]?.resultData?["cost_usd"] == .number(0.0423))
+        #expect(tasks[2]?.resultData?["cost_usd"] == .number(0.0262))
+        // What each CLI was given: its stream flags, the prompt where it reads it, the task's folder.
+        let runs = f.cliRuns()
+        #expect(runs.count == 3)
+        for cliRun in runs {
+            let argv = cliRun["argv"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            #expect(cliRun["prompt"]?.stringValue == "explain the frame decoder\nfake: replay=success")
+            #expect(cliRun["cwd"]?.stringValue == FileSystem.realPath(f.folder))
+            switch cliRun["cli"]?.stringValue {
+            case "claude": #expect(argv == ["-p", "--output-format", "stream-json", "--verbose"])
+            case "opencode": #expect(argv == ["run", "--format", "json"])
+            default: #expect(argv == ["exec", "--json", "--", "explain the frame decoder\nfake: replay=success"])
+            }
+            // Its own process group, not drover's worker's.
+            #expect(cliRun["pgid"] == cliRun["pid"])
+        }
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
+    @Test func rateLimitsEndAsRetryableErrors() throws {
+        let f = try AdapterFixture()
+        let (run, tasks) = try f.run([
+            ("fake-claude", "fake: replay=rate-limit exit=1"),
+            ("fake-opencode", "fake: replay=rate-limit exit=1"),
+            ("fake-codex", "fake: replay=rate-limit exit=1"),
+        ])
+        #expect(run.status == 1)
+        for line in 1...3 {
+            let task = try #require(tasks[line])
+            #expect(task.status == "error" && task.reason == "worker_error")
+            #expect(task.errorText.contains("429"), "\(task.errorText)")
+            #expect(task.errorText.hasSuffix("(retryable)"), "\(task.errorText)")
+        }
+        #expect(tasks[1]?.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") == true)
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
+    @Test func crashesAndBadStreamsEndAsErrorsThatShowTheEvidence() throws {
+        let f = try AdapterFixture()
+        let (_, tasks) = try f.run([
+            ("fake-claude", "fake: replay=crash signal=ABRT stderr=FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"),
+            ("fake-codex", "fake: replay=crash exit=101 stderr=thread 'main' panicked at core/src/codex.rs:412:9"),
+            ("fake-opencode", "fake: replay=crash signal=SEGV"),
+            ("fake-claude", "fake: replay=malformed"),
+            ("fake-codex", "fake: replay=malformed"),
+            ("fake-opencode", "fake: replay=malformed exit=1"),
+        ])
+        for line in 1...6 {
+            #expect(tasks[line]?.status == "error" && tasks[line]?.reason == "worker_error", "line \(line): \(tasks[line]?.errorText ?? "missing")")
+        }
+        #expect(tasks[1]?.errorText == "claude was killed by signal 6 (SIGABRT) without a final answer; its stderr ends: FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory")
+        #expect(tasks[2]?.errorText == "codex exited with status 101 without a final answer; its stderr ends: thread 'main' panicked at core/src/codex.rs:412:9")
+        #expect(tasks[3]?.errorText == "opencode was killed by signal 11 (SIGSEGV) without a final answer (its stderr was empty)")
+        let claude = tasks[4]?.errorText ?? ""
+        #expect(claude.hasPrefix("claude wrote a line that is not valid JSON (unterminated string at byte 173): `{\"type\":\"assistant\""), "\(claude)")
+        #expect(claude.contains("(the first 200 of its 206 bytes)") || claude.hasSuffix("The decoder rea`"), "\(claude)")
+        #expect(tasks[5]?.errorText.hasPrefix("codex wrote its last line (cut off: no newline at the end) that is not valid JSON") == true)
+        #expect(tasks[5]?.errorText.hasSuffix("\"text\":\"FrameDecoder reads a 4-by`") == true)
+        #expect(tasks[6]?.errorText.contains("`{\"type\":\"step_finish\"") == true)
+        // The tool calls made before the crash still count; nothing after a bad line does.
+        #expect(tasks[1]?["progress"]?.objectValue?["tool_calls"]?.intValue == 1)
+        #expect(tasks[4]?["progress"]?.objectValue?["tool_calls"]?.intValue == 1)
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
+    @Test func aMissingCLIIsAClearError() throws {
+        let f = try AdapterFixture(extraAgents: """
+            "no-claude": { "command": ["drover-adapter", "claude", "--program", "no-such-claude-cli"] },
+            "gone-codex": { "command": ["drover-adapter", "codex", "--program", "/nonexistent/bin/codex"] }
+            """)
+        let (_, tasks) = try f.run([("no-claude", "hello"), ("gone-codex", "hello")])
+        let notFound = tasks[1]?.errorText ?? ""
+        #expect(notFound.hasPrefix("claude not found: no executable \"no-such-claude-cli\" on PATH ("), "\(notFound)")
+        #expect(notFound.contains("--program /path/to/claude"))
+        #expect(tasks[2]?.errorText == "cannot start /nonexistent/bin/codex: no such file or directory (ENOENT)")
+        #expect(tasks.values.allSatisfy { $0.reason == "worker_error" })
+    }
+
+    @Test func heartbeatsGoOutWhileTheCLIIsQuiet() throws {
+        let f = try AdapterFixture(heartbeat: "100ms")
+        let (_, tasks) = try f.run([("fake-claude", "fake: replay=silent sleep=1")])
+        let task = try #require(tasks[1])
+        #expect(task.errorText == "claude exited with status 0 without a final answer (its stderr was empty)")
+        let heartbeats = try f.transcript(task).filter { $0["type"] == "heartbeat" }.count
+        #expect(heartbeats >= 4, "\(heartbeats) heartbeats in a quiet second")
+        f.expectNothingLeft([task])
+    }
+}
+
+extension FileSystem {
+    /// The path with symbolic links resolved (what a child's getcwd reports).
+    static func realPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

@@ -1,0 +1,75 @@
+import DroverWire
+
+/// `drover-adapter KIND [--program PATH] [--heartbeat D] [--grace D] [--linger D] [-- CLI-ARGS...]`
+public struct AdapterOptions: Equatable, Sendable {
+    public var kind: CLIKind
+    /// The CLI program: a path, or a name looked up on PATH.
+    public var program: String
+    /// Arguments added to every invocation of the CLI (after the adapter's own flags).
+    public var extraArguments: [String] = []
+    /// A heartbeat goes out when nothing else was sent for this long.
+    public var heartbeatMs = 5000
+    /// After SIGTERM to the CLI's process group, SIGKILL follows after this. Keep it below
+    /// drover's killGrace, so the CLI is gone before drover gives up on the adapter.
+    public var graceMs = 1000
+    /// How long the CLI may linger after its final answer before it is stopped.
+    public var lingerMs = 5000
+
+    public static let usage = """
+        usage: drover-adapter claude|opencode|codex [--program PATH] [--heartbeat D] [--grace D] [--linger D] [-- CLI-ARGS...]
+          --program PATH   the CLI to run (default: claude, opencode or codex, found on PATH)
+          --heartbeat D    heartbeat interval while the CLI is quiet (default 5s)
+          --grace D        SIGTERM-to-SIGKILL grace when stopping the CLI (default 1s)
+          --linger D       how long the CLI may run on after its final answer (default 5s)
+          -- CLI-ARGS      extra arguments for every CLI run (permissions, sandbox, ...)
+        Durations are milliseconds or 1500ms, 90s, 2m.
+        """
+
+    public init(kind: CLIKind) {
+        self.kind = kind
+        program = kind.defaultProgram
+    }
+
+    public struct UsageError: Error, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    public static func parse(_ arguments: [String]) throws(UsageError) -> AdapterOptions {
+        guard let first = arguments.first else { throw UsageError(description: "missing the CLI kind (claude, opencode or codex)") }
+        guard let kind = CLIKind(rawValue: first) else {
+            throw UsageError(description: "unknown CLI kind \"\(first)\": expected claude, opencode or codex")
+        }
+        var options = AdapterOptions(kind: kind)
+        var index = 1
+        func value(_ flag: String) throws(UsageError) -> String {
+            index += 1
+            guard index < arguments.count else { throw UsageError(description: "\(flag) needs a value") }
+            return arguments[index]
+        }
+        func duration(_ flag: String) throws(UsageError) -> Int {
+            let text = try value(flag)
+            guard let ms = DurationText.milliseconds(text), ms > 0 else {
+                throw UsageError(description: "\(flag): \"\(text)\" is not a positive duration")
+            }
+            return ms
+        }
+        while index < arguments.count {
+            let argument = arguments[index]
+            switch argument {
+            case "--":
+                options.extraArguments = Array(arguments[(index + 1)...])
+                return options
+            case "--program":
+                options.program = try value(argument)
+                guard !options.program.isEmpty else { throw UsageError(description: "--program needs a non-empty value") }
+            case "--heartbeat": options.heartbeatMs = try duration(argument)
+            case "--grace": options.graceMs = try duration(argument)
+            case "--linger": options.lingerMs = try duration(argument)
+            default:
+                throw UsageError(description: "unknown option \"\(argument)\" (CLI arguments go after --)")
+            }
+            index += 1
+        }
+        return options
+    }
+}

@@ -1,0 +1,48 @@
+/// The agent CLIs the adapter knows, and how each is invoked.
+public enum CLIKind: String, CaseIterable, Sendable {
+    case claude, opencode, codex
+
+    /// The program looked up on PATH unless `--program` names another.
+    public var defaultProgram: String { rawValue }
+
+    public func makeTranslator() -> any StreamTranslator {
+        switch self {
+        case .claude: return ClaudeTranslator()
+        case .opencode: return OpencodeTranslator()
+        case .codex: return CodexTranslator()
+        }
+    }
+
+    /// argv (without argv[0]) and what goes to the CLI's stdin for one turn. The prompt goes
+    /// where each CLI reads it most faithfully: Claude Code and opencode read a piped stdin
+    /// (opencode re-quotes argv words that hold spaces), Codex takes it after `--` as its
+    /// SDK does. `extra` are the user's own flags from the agent's command.
+    public func invocation(prompt: String, model: String?, resumeSessionID: String?, extra: [String]) -> CLIInvocation {
+        let model = model.flatMap { $0.isEmpty ? nil : $0 }
+        switch self {
+        case .claude:
+            var arguments = ["-p", "--output-format", "stream-json", "--verbose"]
+            if let model { arguments += ["--model", model] }
+            // `--resume=ID`: a value starting with "-" can never be taken for a flag.
+            if let resumeSessionID { arguments.append("--resume=\(resumeSessionID)") }
+            return CLIInvocation(arguments: arguments + extra, stdinText: prompt)
+        case .opencode:
+            var arguments = ["run", "--format", "json"]
+            if let model { arguments += ["--model", model] }
+            if let resumeSessionID { arguments += ["--session", resumeSessionID] }
+            return CLIInvocation(arguments: arguments + extra, stdinText: prompt)
+        case .codex:
+            var arguments = ["exec", "--json"]
+            if let model { arguments += ["--model", model] }
+            arguments += extra
+            if let resumeSessionID { arguments += ["resume", resumeSessionID] }
+            return CLIInvocation(arguments: arguments + ["--", prompt], stdinText: nil)
+        }
+    }
+}
+
+public struct CLIInvocation: Equatable, Sendable {
+    public var arguments: [String]
+    /// Written to the CLI's stdin, which is then closed; nil closes it at once.
+    public var stdinText: String?
+}

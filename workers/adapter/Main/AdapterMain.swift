@@ -1,0 +1,41 @@
+// drover-adapter: a drover worker that runs an agent CLI (Claude Code, opencode, Codex) as
+// its own child and translates the CLI's streaming JSON into drover frames.
+import DroverAdapterKit
+import DroverCore
+import Glibc
+
+@main
+enum AdapterMain {
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "--help" || arguments.first == "-h" {
+            print(AdapterOptions.usage)
+            return
+        }
+        let options: AdapterOptions
+        do {
+            options = try AdapterOptions.parse(arguments)
+        } catch {
+            FileHandleStderr.write("drover-adapter: \(error)\n\(AdapterOptions.usage)\n")
+            exit(2)
+        }
+        ProcessSetup.prepare()
+        let loop = EventLoop()
+        let run = AdapterRun(loop: loop, options: options, environment: ProcessEnvironment.current())
+        var code: Int32 = 0
+        run.onFinished = { finished in
+            code = finished
+            loop.stop()
+        }
+        run.begin()
+        loop.run()
+        exit(code)
+    }
+}
+
+enum FileHandleStderr {
+    static func write(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}
