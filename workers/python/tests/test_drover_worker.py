@@ -183,9 +183,9 @@ drover_worker.run(handle)
         worker = Driver.python("""
 import time
 def handle(task):
-    time.sleep(1.2)
+    time.sleep(0.7)
     return "ok"
-drover_worker.run(handle, heartbeat=0.4)
+drover_worker.run(handle, heartbeat=0.25)
 """)
         worker.send(start_frame())
         frames = worker.until("result")

@@ -146,12 +146,19 @@ class SessionTests(unittest.TestCase):
         self.assertEqual((request["system"], request["max_tokens"], request["anthropic_version"], request["key_ok"]), ("be brief", 99, "2023-06-01", True))
 
     def test_bad_options_end_the_task_with_their_message(self):
-        worker = Driver([sys.executable, WORKER, "--api", "openai", "--read-timeout", "0"])
-        worker.send(start_frame())
-        error = worker.until("error")[-1]
-        status, stderr = worker.finish()
-        self.assertEqual(error["message"], "drover_model_api.py: --read-timeout must be more than 0")
-        self.assertEqual(status, 1)
+        cases = [
+            (["--read-timeout", "0"], "drover_model_api.py: --read-timeout must be more than 0"),
+            (["--no-api-key", "--api-key-env", "KEY"], "drover_model_api.py: argument --api-key-env: not allowed with argument --no-api-key"),
+            (["--base-url", "ftp://x"], "drover_model_api.py: --base-url 'ftp://x' is not an http(s) URL"),
+        ]
+        for options, expected in cases:
+            with self.subTest(options=options):
+                worker = Driver([sys.executable, WORKER, "--api", "openai"] + options)
+                worker.send(start_frame())
+                error = worker.until("error")[-1]
+                status, stderr = worker.finish()
+                self.assertEqual(error, {"type": "error", "message": expected, "retryable": False})
+                self.assertEqual(status, 1)
 
 
 if __name__ == "__main__":
