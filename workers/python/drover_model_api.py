@@ -27,7 +27,7 @@ import time
 from datetime import timezone
 from urllib.parse import urlsplit
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import drover_worker  # noqa: E402
 from drover_worker import Cancelled, WorkerError  # noqa: E402
 

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), ".."))
 import drover_worker  # noqa: E402  (found beside this folder, or on PYTHONPATH)
 
 options = argparse.ArgumentParser(description=__doc__)
