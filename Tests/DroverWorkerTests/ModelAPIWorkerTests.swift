@@ -178,10 +178,11 @@ import Testing
         let task = outcome.task(1)
         #expect(task["status"] == "cancelled" && task["reason"] == "stale", "\(task)")
         let duration = try #require(task["duration_ms"]?.intValue)
-        #expect(duration >= 1_000 && duration < 2_500, "ended after \(duration) ms")
+        #expect(duration >= 1_000 && duration < 4_000, "ended after \(duration) ms")
+        #expect(task["signal"]?.isNull == true, "the worker left on the cancel, before SIGKILL: \(task)")
         // The server did answer: the worker was waiting on the stream when it was stopped.
         #expect(try server.requests(model: "stall", api: "openai").count == 1)
-        #expect(outcome.stderr(1).contains("drover_worker: stopping: cancelled (stale)"))
+        #expect(outcome.stderr(1).contains("drover_worker: stopping: "), "the cancel frame or SIGTERM reached the worker")
         outcome.expectNoWorkerLeft()
     }
 

@@ -468,8 +468,13 @@ def run(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, sta
                      stdin, before the worker exits anyway
     start_timeout    seconds to wait for the `start` frame
     """
-    sys.exit(serve(handler, worker=worker, version=version, heartbeat=heartbeat,
-                   cancel_grace=cancel_grace, start_timeout=start_timeout))
+    status = serve(handler, worker=worker, version=version, heartbeat=heartbeat,
+                   cancel_grace=cancel_grace, start_timeout=start_timeout)
+    # Leaving anyway: a SIGTERM that comes with drover's cancel frame must not find the
+    # default action, which the interpreter restores while it shuts down.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
 
 
 def serve(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, start_timeout=60.0):
@@ -510,10 +515,11 @@ def serve(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, s
             exit_later.start()
 
     threading.Thread(target=_read_frames, args=(reader, task, writer, stop), name="drover-frames", daemon=True).start()
-    if threading.current_thread() is threading.main_thread():
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    if on_main_thread:
         # The handler runs on this thread; stopping from another one keeps the signal handler
         # clear of the locks this thread may hold.
-        signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=stop, args=("SIGTERM",), daemon=True).start())
+        previous_sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=stop, args=("SIGTERM",), daemon=True).start())
 
     keep_alive = task.keep_alive(heartbeat) if heartbeat else _nothing()
     try:
@@ -538,6 +544,8 @@ def serve(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, s
         task.error("%s: %s" % (type(error).__name__, error), retryable=False)
         return EXIT_HANDLER_FAILED
     finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous_sigterm)
         try:
             sys.stderr.flush()
         except (OSError, ValueError):
