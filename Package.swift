@@ -96,6 +96,9 @@ let package = Package(
         .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
         .testTarget(name: "DroverDaemonTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),
+        // Python workers (issue 4): the example and the model API worker under real drover,
+        // against a local fake model server, plus the Python unit tests of workers/python.
+        .testTarget(name: "DroverWorkerTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
