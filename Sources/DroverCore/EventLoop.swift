@@ -59,6 +59,10 @@ public final class EventLoop {
     /// The loop's cached time in milliseconds (monotonic).
     public var nowMs: UInt64 { uv_now(raw) }
 
+    /// Brings the loop's cached time up to date (timers count from it; after slow work in
+    /// a callback, such as a spawn, it lags behind the clock).
+    public func refreshTime() { uv_update_time(raw) }
+
     static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> EventLoop {
         Unmanaged<EventLoop>.fromOpaque(loop!.pointee.data).takeUnretainedValue()
     }

@@ -57,6 +57,9 @@ final class TaskRun {
         raw = task.agent.workerProtocol == .raw
         decoder = FrameDecoder(maxFrameBytes: supervisor.config.maxFrameBytes)
         let loop = supervisor.loop
+        // Timers count from now, not from before the spawn: a ttl never ends a task before
+        // started_at + ttl.
+        loop.refreshTime()
         startedAt = loop.nowMs
         lastFrameAt = startedAt
         ttlTimer = LoopTimer(loop: loop)

@@ -100,7 +100,8 @@ import Testing
         let h = try Harness()
         let pidFile = h.path("grandchild.pid")
         let id = try h.submit("@spawn-grandchild \(pidFile)\n@message started\n@hang")
-        h.onReport = { snapshot in
+        // Unowned: the harness must not keep itself alive, or its folder is never removed.
+        h.onReport = { [unowned h] snapshot in
             if snapshot.status == .running {
                 // Give the worker time to start its grandchild, then cancel.
                 let timer = LoopTimer(loop: h.loop)
