@@ -17,25 +17,16 @@ public final class PipedProcess {
         guard drover_pipe(&toChild) == 0, drover_pipe(&fromChild) == 0 else {
             throw FileError(path: "pipe", operation: "create", code: errno)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var attributes = cleanSignalAttributes()
-        defer { posix_spawnattr_destroy(&attributes) }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+        let pid: pid_t
+        do {
+            pid = try spawnChild(command, input: toChild[0], output: .descriptor(fromChild[1]), stderr: stderr)
+        } catch {
+            toChild.forEach { close($0) }
+            fromChild.forEach { close($0) }
+            throw error
+        }
         close(toChild[0])
         close(fromChild[1])
-        guard rc == 0 else {
-            close(toChild[1])
-            close(fromChild[0])
-            throw FileError(path: command[0], operation: "run", code: rc)
-        }
         self.pid = pid
         input = toChild[1]
         output = fromChild[0]

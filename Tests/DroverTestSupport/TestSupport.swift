@@ -119,23 +119,44 @@ func cleanSignalAttributes() -> posix_spawnattr_t {
     return attributes
 }
 
-/// Starts `command` with stdin from /dev/null and stdout and stderr to files, with a clean
-/// signal mask; returns its pid.
-func spawn(_ command: [String], stdout: String, stderr: String) throws -> pid_t {
+/// Where a spawned child's stdout goes.
+public enum ChildOutput {
+    case file(String)
+    case descriptor(Int32)
+}
+
+/// Starts `command` with a clean signal mask: stdin from `input` (or /dev/null), stdout to
+/// `output`, stderr to a file, in `folder` if given (through env -C: glibc's addchdir_np is
+/// not visible from Swift). Returns its pid.
+public func spawnChild(_ command: [String], input: Int32? = nil, output: ChildOutput, stderr: String, in folder: String? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    if let input {
+        posix_spawn_file_actions_adddup2(&actions, input, 0)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    }
+    switch output {
+    case .file(let path): posix_spawn_file_actions_addopen(&actions, 1, path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    case .descriptor(let fd): posix_spawn_file_actions_adddup2(&actions, fd, 1)
+    }
     posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    let argv = command.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
+    let argv = ((folder.map { ["/usr/bin/env", "-C", $0] } ?? []) + command)
+    let cArguments = argv.map { strdup($0) } + [nil]
+    defer { cArguments.forEach { free($0) } }
     var attributes = cleanSignalAttributes()
     defer { posix_spawnattr_destroy(&attributes) }
     var pid: pid_t = 0
-    let rc = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
-    guard rc == 0 else { throw FileError(path: command[0], operation: "run", code: rc) }
+    let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArguments, environ)
+    guard rc == 0 else { throw FileError(path: argv[0], operation: "run", code: rc) }
     return pid
+}
+
+/// Starts `command` with stdin from /dev/null and stdout and stderr to files, with a clean
+/// signal mask; returns its pid.
+func spawn(_ command: [String], stdout: String, stderr: String) throws -> pid_t {
+    try spawnChild(command, output: .file(stdout), stderr: stderr)
 }
 
 /// Runs the built `drover` in `folder` with its output captured, as a user would.

@@ -26,26 +26,7 @@ final class ChildProcess {
     private var status: Int32?
 
     init(_ command: [String], stdout: String, stderr: String, in folder: String? = nil) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The test runner's threads block signals; the child must not inherit that mask.
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let launcher = folder.map { ["/usr/bin/env", "-C", $0] } ?? ["/usr/bin/env"]
-        let argv = (launcher + command).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, argv, environ)
-        guard rc == 0 else { throw TestFailure("could not start \(command): errno \(rc)") }
+        let pid = try spawnChild(["/usr/bin/env"] + command, output: .file(stdout), stderr: stderr, in: folder)
         self.pid = pid
         stdoutPath = stdout
         stderrPath = stderr

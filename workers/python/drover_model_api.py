@@ -214,8 +214,9 @@ def parse_event_json(url, event, data):
     return value
 
 
-class OpenAIAnswer:
-    """The chat-completions stream: `data: {chunk}` events, then `data: [DONE]`."""
+class StreamedAnswer:
+    """What a stream has told so far: its text goes to `on_text` as it comes; the model,
+    token counts and stop reason are kept for the result."""
 
     def __init__(self, url, on_text):
         self.url = url
@@ -225,6 +226,10 @@ class OpenAIAnswer:
         self.input_tokens = None
         self.output_tokens = None
         self.stop_reason = None
+
+
+class OpenAIAnswer(StreamedAnswer):
+    """The chat-completions stream: `data: {chunk}` events, then `data: [DONE]`."""
 
     @property
     def complete(self):
@@ -257,20 +262,11 @@ class OpenAIAnswer:
                 self.stop_reason = choice["finish_reason"]
 
 
-class AnthropicAnswer:
+class AnthropicAnswer(StreamedAnswer):
     """The Messages stream: message_start, content_block_* (text_delta), message_delta
     (stop_reason, cumulative usage), message_stop; ping and error events between them."""
 
     RETRYABLE_ERRORS = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
-
-    def __init__(self, url, on_text):
-        self.url = url
-        self.on_text = on_text
-        self.done = False
-        self.model = None
-        self.input_tokens = None
-        self.output_tokens = None
-        self.stop_reason = None
 
     @property
     def complete(self):
