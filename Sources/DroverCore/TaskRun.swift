@@ -46,6 +46,7 @@ final class TaskRun {
     private let pollTimer: LoopTimer
     private let idleTimer: LoopTimer
     private let endTimer: LoopTimer
+    private let outputClosedTimer: LoopTimer
 
     init(supervisor: Supervisor, task: SupervisedTask, child: ChildProcess, promptInArguments: Bool) {
         self.supervisor = supervisor
@@ -64,6 +65,7 @@ final class TaskRun {
         pollTimer = LoopTimer(loop: loop)
         idleTimer = LoopTimer(loop: loop)
         endTimer = LoopTimer(loop: loop)
+        outputClosedTimer = LoopTimer(loop: loop)
     }
 
     private var id: String { task.snapshot.id }
@@ -75,6 +77,7 @@ final class TaskRun {
             guard let self else { return }
             self.store.append(self.store.stderrFile(self.id), Array(bytes))
         }
+        child.onStdoutEnd = { [weak self] in self?.stdoutEnded() }
         child.onExit = { [weak self] status, signal in self?.exited(status: status, signal: signal) }
         child.onClosed = { [weak self] in self?.closed() }
         store.append(store.transcriptFile(id), [])
@@ -251,6 +254,17 @@ final class TaskRun {
         return nil
     }
 
+    /// A framed worker that closed its stdout can send nothing more, not even a result. If
+    /// it has not exited shortly after, it is broken: left alone it would hold its slot until
+    /// staleTimeout, or the stability rule would take its last message for a result.
+    private func stdoutEnded() {
+        guard !raw, outcome == nil, exitStatus == nil else { return }
+        outputClosedTimer.start(after: Self.exitGraceMs) { [weak self] in
+            guard let self, self.exitStatus == nil else { return }
+            self.decide(Outcome(.protocol, message: "the worker closed its stdout but did not exit within \(DurationText.format(milliseconds: Self.exitGraceMs))"))
+        }
+    }
+
     // MARK: completion rules
 
     /// SPEC section 4: an idle earlier than minIdleTime is deferred to that moment; any
@@ -306,6 +320,7 @@ final class TaskRun {
         staleTimer.stop()
         pollTimer.stop()
         idleTimer.stop()
+        outputClosedTimer.stop()
         guard exitStatus == nil else { return true }
         switch decided.status {
         case .cancelled:
@@ -344,6 +359,7 @@ final class TaskRun {
         staleTimer.stop()
         pollTimer.stop()
         idleTimer.stop()
+        outputClosedTimer.stop()
         endTimer.start(after: Self.drainGraceMs) { [weak self] in self?.child.abandonOutputs() }
     }
 
