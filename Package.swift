@@ -73,6 +73,9 @@ let package = Package(
         .testTarget(name: "DroverWireTests", dependencies: ["DroverWire"]),
         .testTarget(name: "DroverCoreTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
         .testTarget(name: "DroverDaemonTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),
+        // Fault injection (issue 5): each fault injected beside healthy tasks, then the same
+        // checks of states, slots, processes, descriptors and files.
+        .testTarget(name: "DroverFaultTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
