@@ -133,7 +133,21 @@ final class TaskRun {
         let rest = objectBytes[(brace + 1)...].drop { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
         if rest.first != UInt8(ascii: "}") { line.append(UInt8(ascii: ",")) }
         // Newlines can only be whitespace in valid JSON (inside strings they are escaped).
-        for byte in rest { line.append(byte == 0x0A || byte == 0x0D ? 0x20 : byte) }
+        // Copied in bulk and found with memchr: a byte-by-byte loop made a flood of large
+        // frames ten times slower in debug builds.
+        let copied = line.count
+        line.append(contentsOf: rest)
+        line.withUnsafeMutableBufferPointer { buffer in
+            let tail = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[copied...])
+            for lineBreak: UInt8 in [0x0A, 0x0D] {
+                var from = tail.baseAddress!
+                let end = tail.baseAddress! + tail.count
+                while from < end, let found = memchr(from, Int32(lineBreak), end - from) {
+                    found.storeBytes(of: 0x20, as: UInt8.self)
+                    from = found + 1
+                }
+            }
+        }
         line.append(0x0A)
         transcriptBytes += line.count
         if breaker.maxTranscriptBytes > 0 && transcriptBytes > breaker.maxTranscriptBytes {
