@@ -17,9 +17,13 @@ final class FaultDaemon {
     /// The daemon's open descriptors once it was up and idle, before any task.
     private(set) var baselineFds = -1
 
+    /// Whom the daemon and the commands run as (nil: this process's user).
+    let user: String?
+
     /// `settings` are extra `background_task` members; `agents` extra agent entries.
-    init(settings: String = "", agents: String = "") throws {
+    init(settings: String = "", agents: String = "", user: String? = nil) throws {
         folder = try temporaryFolder()
+        self.user = user
         let text = """
             {
               "background_task": {
@@ -34,6 +38,10 @@ final class FaultDaemon {
             """
         try FileSystem.writeFile(config, Array(text.utf8))
         try FileSystem.makeDirectories(state)
+        if let user {
+            guard let entry = getpwnam(user) else { throw TestFailure("no user \(user)") }
+            for path in [folder, state, config] { chown(path, entry.pointee.pw_uid, entry.pointee.pw_gid) }
+        }
     }
 
     deinit {
@@ -79,7 +87,7 @@ final class FaultDaemon {
 
     @discardableResult
     func run(_ arguments: [String]) throws -> CommandResult {
-        try runDrover(arguments + ["--state-dir", state, "--config", config], in: folder)
+        try runDrover(arguments + ["--state-dir", state, "--config", config], in: folder, user: user)
     }
 
     /// A command that must succeed; its stdout without the last newline.
@@ -101,7 +109,8 @@ final class FaultDaemon {
         return try client.call(request)
     }
 
-    func stats() throws -> JSONObject { try call(["type": "stats"]) }
+    /// `drover stats --json`, through the CLI so that it works whoever the daemon runs as.
+    func stats() throws -> JSONObject { try parseObject(try ok(["stats", "--json", "--no-autostart"])) }
 
     // MARK: task files
 
