@@ -33,6 +33,31 @@ import Testing
         try healthy.release(on: d)
         try FaultCheck(d, expected: [fault: .completed(result: "written after all")], healthy: healthy).run()
     }
+
+    @Test func theSupervisorKilledWithSIGKILLAndRestarted() throws {
+        let d = try FaultDaemon(settings: #""providerConcurrency": { "mock": 4 }"#)
+        try d.start()
+        let running = try HealthyTasks.launch(on: d)
+        let detachedFile = d.folder + "/detached.pid"
+        let groupFile = d.folder + "/grandchild.pid"
+        let fault = try d.launch("@spawn-detached \(detachedFile)\n@spawn-grandchild \(groupFile)\n@message busy\n@hang")
+        // These wait for a slot (4 per pool): they must run once a new daemon takes over.
+        let queued = try (0..<2).map { try d.launch("@message after restart\n@result after restart \($0)") }
+        #expect(eventually { FileSystem.exists(detachedFile) && FileSystem.exists(groupFile) && d.isRunning(fault) })
+        #expect(queued.allSatisfy { d.status($0) == "pending" })
+        let detached = try #require(Int32(readText(detachedFile).split(separator: "\n").first ?? ""))
+        let grandchild = try #require(Int32(readText(groupFile).split(separator: "\n").first ?? ""))
+        let killed = try #require(d.pid)
+        kill(killed, SIGKILL)
+        #expect(eventually { !Processes.isAlive(killed) })
+        // The next command starts a new daemon on the folder, which recovers it.
+        try d.waitEnded(queued)
+        #expect(d.pid != killed)
+        var expected: [String: Expected] = [fault: .error("lost", "the supervisor stopped while it ran")]
+        for id in running.ids { expected[id] = .error("lost") }
+        for (i, id) in queued.enumerated() { expected[id] = .completed(result: "after restart \(i)") }
+        try FaultCheck(d, expected: expected, leftovers: [detached, grandchild]).run()
+    }
 }
 
 /// Writes zeros to `path` until the filesystem is full; returns the bytes written.
