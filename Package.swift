@@ -99,6 +99,9 @@ let package = Package(
         // Python workers (issue 4): the example and the model API worker under real drover,
         // against a local fake model server, plus the Python unit tests of workers/python.
         .testTarget(name: "DroverWorkerTests", dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"]),
+        // Fault injection (issue 5): each fault injected beside healthy tasks, then the same
+        // checks of states, slots, processes, descriptors and files.
+        .testTarget(name: "DroverFaultTests", dependencies: ["DroverDaemon", "DroverCore", "DroverWire", "DroverTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -62,8 +62,13 @@ public enum FileSystem {
     /// Writes a whole file: write to a temporary name, fsync, rename over the target.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, sync: Bool = true) throws(FileError) {
         let temporary = path + ".tmp"
-        try writeFile(temporary, bytes, mode: mode, sync: sync)
-        if rename(temporary, path) != 0 { throw FileError(path: path, operation: "rename into", code: errno) }
+        do throws(FileError) {
+            try writeFile(temporary, bytes, mode: mode, sync: sync)
+            if rename(temporary, path) != 0 { throw FileError(path: path, operation: "rename into", code: errno) }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
     }
 
     public static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, sync: Bool = false) throws(FileError) {
@@ -74,11 +79,25 @@ public enum FileSystem {
         if sync && fdatasync(fd) != 0 { throw FileError(path: path, operation: "sync", code: errno) }
     }
 
+    /// Appends all of `bytes` or nothing: after a failed write (a full disk) the file is cut
+    /// back to its old end, so a JSON-lines file never ends in half a line.
     public static func append(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws(FileError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
-        try writeAll(fd, bytes, path: path)
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw FileError(path: path, operation: "inspect", code: errno) }
+        do {
+            try writeAll(fd, bytes, path: path)
+        } catch {
+            _ = ftruncate(fd, info.st_size)
+            throw error
+        }
+    }
+
+    /// Failures that may pass once there is room again (worth trying the write later).
+    public static func isLackOfSpace(_ error: FileError) -> Bool {
+        error.code == ENOSPC || error.code == EDQUOT
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(FileError) {

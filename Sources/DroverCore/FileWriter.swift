@@ -25,6 +25,13 @@ final class FileWriter: @unchecked Sendable {
     private var failedBatches: [(ClosedRange<UInt64>, [FileError])] = []
     private var stopping = false
 
+    // Only the writer thread touches these.
+    /// Jobs that failed for lack of space, tried again later.
+    private var retained: [Job] = []
+    private var retainedAppendBytes = 0
+    static let retryIntervalMs = 250
+    static let maxRetainedAppendBytes = 64 << 20
+
     private var thread = pthread_t()
     private let durable: Bool
     private let syncRoot: String
@@ -79,12 +86,23 @@ final class FileWriter: @unchecked Sendable {
     private func runLoop() {
         while true {
             pthread_mutex_lock(&mutex)
-            while queue.isEmpty && !stopping { pthread_cond_wait(&wake, &mutex) }
+            while queue.isEmpty && !stopping {
+                if retained.isEmpty {
+                    pthread_cond_wait(&wake, &mutex)
+                } else if waitForWork(milliseconds: Self.retryIntervalMs) == ETIMEDOUT {
+                    break
+                }
+            }
             let batches = queue
             queue = []
             let done = stopping && batches.isEmpty
             pthread_mutex_unlock(&mutex)
-            if done { return }
+            if batches.isEmpty {
+                // Room may have come back: try what a full disk refused (once more when stopping).
+                if !retained.isEmpty { _ = write([]) }
+                if done { return }
+                continue
+            }
             let failures = write(batches.flatMap(\.jobs))
             pthread_mutex_lock(&mutex)
             lastCompleted = batches.last!.sequence
@@ -95,16 +113,52 @@ final class FileWriter: @unchecked Sendable {
         }
     }
 
+    /// Waits on `wake` (the mutex held) for at most `milliseconds`; returns the wait's result.
+    private func waitForWork(milliseconds: Int) -> Int32 {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let nanoseconds = Int(deadline.tv_nsec) + milliseconds * 1_000_000
+        deadline.tv_sec += nanoseconds / 1_000_000_000
+        deadline.tv_nsec = nanoseconds % 1_000_000_000
+        return pthread_cond_timedwait(&wake, &mutex, &deadline)
+    }
+
+    /// Writes the jobs that failed for lack of space earlier, then `jobs`; returns the
+    /// failures of `jobs` (a retry that fails again is not reported twice). Jobs that fail
+    /// for lack of space are kept and tried again with the next batch, or after
+    /// `retryIntervalMs`: a full disk delays files, it does not lose them.
     private func write(_ jobs: [Job]) -> [FileError] {
+        let retries = retained
+        retained = []
+        retainedAppendBytes = 0
+        var freshPaths: Set<String> = []
+        for job in jobs {
+            switch job {
+            case .makeDirectory(let path), .append(let path, _), .replace(let path, _): freshPaths.insert(path)
+            }
+        }
         var failures: [FileError] = []
+        func failed(_ error: FileError, retry job: Job?) {
+            if freshPaths.contains(error.path) || job.map({ freshPaths.contains($0.path) }) == true { failures.append(error) }
+            guard let job, FileSystem.isLackOfSpace(error) else { return }
+            if case .append(_, let bytes) = job {
+                // Kept within a bound, so a worker flooding a full disk cannot grow drover's memory.
+                guard retainedAppendBytes + bytes.count <= Self.maxRetainedAppendBytes else {
+                    failures.append(FileError(path: job.path, operation: "hold more for later (64 MiB already wait for room): dropped \(bytes.count) bytes of", code: error.code))
+                    return
+                }
+                retainedAppendBytes += bytes.count
+            }
+            retained.append(job)
+        }
         var appendOrder: [String] = []
         var appends: [String: [UInt8]] = [:]
         var replaceOrder: [String] = []
         var replaces: [String: @Sendable () -> [UInt8]] = [:]
-        for job in jobs {
+        for job in retries + jobs {
             switch job {
             case .makeDirectory(let path):
-                do { try FileSystem.makeDirectories(path) } catch { failures.append(error) }
+                do { try FileSystem.makeDirectories(path) } catch { failed(error, retry: job) }
             case .append(let path, let bytes):
                 if appends[path] == nil {
                     appendOrder.append(path)
@@ -119,7 +173,7 @@ final class FileWriter: @unchecked Sendable {
             }
         }
         for path in appendOrder {
-            do { try FileSystem.append(path, appends[path]!) } catch { failures.append(error) }
+            do { try FileSystem.append(path, appends[path]!) } catch { failed(error, retry: .append(path: path, bytes: appends[path]!)) }
         }
         // Write every replacement under a temporary name, make them durable together, then
         // rename them in the order they were asked for. A few files are synced one by one;
@@ -132,7 +186,8 @@ final class FileWriter: @unchecked Sendable {
                 try FileSystem.writeFile(path + ".tmp", replaces[path]!(), sync: syncEach)
                 written.append(path)
             } catch {
-                failures.append(error)
+                unlink(path + ".tmp")  // no half-written file is left beside the old one
+                failed(error, retry: .replace(path: path, content: replaces[path]!))
             }
         }
         if durable && !syncEach && !written.isEmpty {
@@ -143,8 +198,18 @@ final class FileWriter: @unchecked Sendable {
             }
         }
         for path in written where rename(path + ".tmp", path) != 0 {
-            failures.append(FileError(path: path, operation: "rename into", code: errno))
+            let error = FileError(path: path, operation: "rename into", code: errno)
+            unlink(path + ".tmp")
+            failed(error, retry: .replace(path: path, content: replaces[path]!))
         }
         return failures
+    }
+}
+
+extension FileWriter.Job {
+    var path: String {
+        switch self {
+        case .makeDirectory(let path), .append(let path, _), .replace(let path, _): path
+        }
     }
 }

@@ -131,6 +131,19 @@ public final class SlotPools {
 
     // MARK: inspection
 
+    /// One pool's figures, for reports such as the daemon's `stats`.
+    public struct Usage: Sendable, Equatable {
+        public let pool: String
+        public let limit: Int
+        public let running: Int
+        public let waiting: Int
+    }
+
+    /// Every pool that has been used, sorted by id.
+    public var usage: [Usage] {
+        pools.values.map { Usage(pool: $0.id, limit: $0.limit, running: $0.running, waiting: $0.waiting.count) }.sorted { $0.pool < $1.pool }
+    }
+
     public func running(in poolID: String) -> Int { pools[poolID]?.running ?? 0 }
     public func waiting(in poolID: String) -> Int { pools[poolID]?.waiting.count ?? 0 }
     public var totalRunning: Int { globalRunning }

@@ -87,6 +87,10 @@ public final class Supervisor {
     /// Tasks whose worker was started and has not ended.
     public var runningCount: Int { running.count }
     public var pendingCount: Int { pools.totalWaiting }
+    /// Slots in use and waiters, per pool.
+    public var poolUsage: [SlotPools.Usage] { pools.usage }
+    /// Slots in use under the global cap (every pool's together).
+    public var slotsInUse: Int { pools.totalRunning }
 
     // MARK: submit
 

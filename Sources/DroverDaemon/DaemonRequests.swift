@@ -19,6 +19,7 @@ extension DaemonServer {
         case "logs": logs(request, connection)
         case "events": events(request, connection)
         case "shutdown": shutdown(replyTo: connection)
+        case "stats": stats(connection)
         default: fail(connection, 2, "unknown request type \"\(type)\"")
         }
     }
@@ -43,6 +44,26 @@ extension DaemonServer {
             return "no such task: \(id)"
         }
         return nil
+    }
+
+    // MARK: stats
+
+    /// Read-only figures for tests and monitoring: slots per pool, task counts, and the
+    /// daemon's open descriptors (this connection's socket included).
+    private func stats(_ connection: ControlConnection) {
+        let pools: [JSONValue] = supervisor.poolUsage.map { usage in
+            .object([
+                "id": .string(usage.pool), "limit": .number(Double(usage.limit)),
+                "running": .number(Double(usage.running)), "waiting": .number(Double(usage.waiting)),
+            ])
+        }
+        // Listing /proc/self/fd opens one more descriptor, which is not counted.
+        reply(connection, [
+            "type": "ok", "pid": .number(Double(getpid())), "running": .number(Double(supervisor.runningCount)),
+            "pending": .number(Double(supervisor.pendingCount)), "slots_in_use": .number(Double(supervisor.slotsInUse)),
+            "tasks": .number(Double(order.count)), "pools": .array(pools),
+            "open_fds": .number(Double(FileSystem.list("/proc/self/fd").count - 1)),
+        ])
     }
 
     // MARK: launch and continue

@@ -119,6 +119,7 @@ public final class DaemonServer {
             found.append(snapshot)
         }
         found.sort { ($0.createdMs, $0.id) < ($1.createdMs, $1.id) }
+        var lost: Set<String> = []
         for snapshot in found {
             track(snapshot)
             switch snapshot.status {
@@ -135,10 +136,14 @@ public final class DaemonServer {
             case .running:
                 killLeftovers(of: snapshot)
                 markLost(snapshot, "the supervisor stopped while it ran")
+                lost.insert(snapshot.id)
             default:
                 break
             }
         }
+        // What left the groups (a grandchild that called setsid) is known only by the task
+        // id in its environment.
+        for (pid, _) in TaskProcessScan.find(taskIDs: lost) { kill(pid, SIGKILL) }
     }
 
     /// Kills what is left of a task's process group, never a process that merely reuses

@@ -242,11 +242,14 @@ private struct Cursor {
     mutating func parseString() throws(JSONParseError) -> String {
         let start = index
         index += 1
-        // Fast path: no escapes, so the bytes are the string.
+        // Fast path: no escapes, so the bytes are the string. Plain constants rather than
+        // UInt8(ascii:), which debug builds call for every byte.
+        let quote: UInt8 = 0x22
+        let backslash: UInt8 = 0x5C
         var scan = index
         while scan < bytes.count {
             let byte = bytes[scan]
-            if byte == UInt8(ascii: "\"") {
+            if byte == quote {
                 let slice = UnsafeBufferPointer(rebasing: bytes[index..<scan])
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     throw error("invalid UTF-8 in string", at: start)
@@ -254,7 +257,7 @@ private struct Cursor {
                 index = scan + 1
                 return string
             }
-            if byte == UInt8(ascii: "\\") { break }
+            if byte == backslash { break }
             if byte < 0x20 { throw error("control character in string", at: scan) }
             scan += 1
         }

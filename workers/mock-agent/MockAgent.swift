@@ -122,6 +122,23 @@ final class MockAgent {
             ignoringTerm = true
         case "spawn-grandchild":
             spawnGrandchild(pidFile: argument)
+        case "spawn-detached":
+            spawnDetachedGrandchild(pidFile: argument)
+        case "half-frame":
+            // A frame header that promises more than follows, then gone.
+            let text = Array(#"{"type":"message","role":"assistant","text":"cut"#.utf8)
+            writeAll(FrameEncoder.header(length: UInt32(text.count * 2)) + text)
+            exit(0)
+        case "close-stdout":
+            // The pipe closes (drover sees EOF) but fd 1 stays valid, so later writes are lost
+            // quietly instead of landing in whatever file takes the number next.
+            let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+            guard devNull >= 0, dup2(devNull, 1) == 1 else { fail("cannot close stdout") }
+            close(devNull)
+        case "no-read":
+            sleepWithoutReading(milliseconds: argument.isEmpty ? nil : duration(argument, line))
+        case "fork-bomb":
+            forkBomb()
         case "garbage":
             let text = Array("this is garbage!".utf8)
             writeAll(FrameEncoder.header(length: UInt32(text.count)) + text)
@@ -167,6 +184,54 @@ final class MockAgent {
         guard fd >= 0 else { fail("cannot write \(pidFile)") }
         writeAll(Array(text.utf8), fd: fd)
         close(fd)
+    }
+
+    /// A grandchild that calls setsid: it leaves the task's session and process group, so
+    /// a group kill misses it.
+    private func spawnDetachedGrandchild(pidFile: String) {
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("100000"), nil]
+        defer { argv.forEach { free($0) } }
+        let pid = fork()
+        if pid == 0 {
+            _ = setsid()
+            execvp("sleep", argv)
+            _exit(127)
+        }
+        guard pid > 0 else { fail("cannot fork: errno \(errno)") }
+        let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { fail("cannot write \(pidFile)") }
+        writeAll(Array("\(pid)\n".utf8), fd: fd)
+        close(fd)
+    }
+
+    /// Forks until the kernel refuses (a `processes` limit). Each child forks once more and
+    /// then sleeps, so the group holds children and grandchildren. Gives up after 1,000 forks:
+    /// no limit held, and the task ends in error.
+    private func forkBomb() {
+        let maxForks = 1000
+        var forks = 0
+        var refusal: Int32 = 0
+        while forks < maxForks {
+            let pid = fork()
+            if pid == 0 {
+                if fork() == 0 { while true { pause() } }
+                while true { pause() }
+            }
+            if pid < 0 {
+                refusal = errno
+                break
+            }
+            forks += 1
+        }
+        guard refusal != 0 else { fail("fork bomb: \(maxForks) forks and no limit stopped it") }
+        message("fork bomb: \(forks) forks, then fork failed: \(String(cString: strerror(refusal)))")
+    }
+
+    /// Sleeps without touching stdin (nil: for ever), so whatever drover writes piles up.
+    private func sleepWithoutReading(milliseconds: Int?) {
+        guard let milliseconds else { while true { sleep(3600) } }
+        let deadline = nowMs() + milliseconds
+        while nowMs() < deadline { usleep(UInt32(min(100, deadline - nowMs())) * 1000) }
     }
 
     private func countMessages(inTranscript path: String?) -> Int {
