@@ -10,6 +10,10 @@ import Synchronization
 public enum SupervisorWarden {
     /// The write end of the pipe to the warden, or -1.
     private static let pipe = Atomic<Int32>(-1)
+    /// The warden's pid, reaped by `finish` when this process exits normally.
+    private static let wardenPid = Atomic<Int32>(0)
+    /// The cgroup folder this process moved into, if any (for `finish`).
+    private static let cgroupFolder = Mutex<String?>(nil)
 
     public struct Status: Sendable {
         /// The warden's pid, or nil with the reason it is not running.
@@ -56,10 +60,35 @@ public enum SupervisorWarden {
         // The warden is our child but no task's: the orphan sweeper must leave it alone.
         OrphanSweeper.spawned(pid)
         pipe.store(ends[1], ordering: .releasing)
+        wardenPid.store(pid, ordering: .releasing)
         // The warden stays outside the cgroup it may have to kill.
         let cgroup = SupervisorCgroup.create(environment: environment)
-        if case .created(let path) = cgroup { tell("c \(path)\n") }
+        if case .created(let path) = cgroup {
+            cgroupFolder.withLock { $0 = path }
+            tell("c \(path)\n")
+        }
+        atexit { SupervisorWarden.finish() }
         return Status(pid: pid, cgroup: cgroup, problem: nil)
+    }
+
+    /// At a normal exit: leaves the cgroup (so the warden can remove it at once), lets the
+    /// warden do its last sweep, and reaps it, so it never lingers as a zombie of init.
+    static func finish() {
+        let fd = pipe.exchange(-1, ordering: .acquiringAndReleasing)
+        guard fd >= 0 else { return }
+        if let folder = cgroupFolder.withLock({ $0 }) {
+            _ = SupervisorCgroup.writeControlFile(FileSystem.dirname(of: folder) + "/cgroup.procs", "\(getpid())")
+        }
+        close(fd)
+        let pid = wardenPid.load(ordering: .acquiring)
+        guard pid > 0 else { return }
+        // Bounded: the warden needs a few milliseconds; never hold up an exit for long.
+        for _ in 0..<400 {
+            var status: Int32 = 0
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid || (reaped < 0 && errno != EINTR) { return }
+            usleep(5000)
+        }
     }
 
     static func groupStarted(_ pgid: Int32) {
