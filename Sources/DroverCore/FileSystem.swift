@@ -48,14 +48,19 @@ public enum FileSystem {
 
     /// mkdir -p with the given mode for every folder it creates.
     public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(FileError) {
-        if isDirectory(path) { return }
-        var prefix = path.hasPrefix("/") ? "/" : ""
-        for component in path.split(separator: "/") {
-            prefix += component
-            if mkdir(prefix, mode) != 0 && errno != EEXIST {
-                throw FileError(path: prefix, operation: "create folder", code: errno)
-            }
-            prefix += "/"
+        // The folder itself first: usually only its last component is new (a task's
+        // folder), and one mkdir beats a walk from the root.
+        if mkdir(path, mode) == 0 { return }
+        if errno == EEXIST {
+            if isDirectory(path) { return }
+            throw FileError(path: path, operation: "create folder", code: EEXIST)
+        }
+        guard errno == ENOENT else { throw FileError(path: path, operation: "create folder", code: errno) }
+        let parent = dirname(of: path)
+        guard parent != path, !parent.isEmpty else { throw FileError(path: path, operation: "create folder", code: ENOENT) }
+        try makeDirectories(parent, mode: mode)
+        if mkdir(path, mode) != 0 && !(errno == EEXIST && isDirectory(path)) {
+            throw FileError(path: path, operation: "create folder", code: errno)
         }
     }
 
