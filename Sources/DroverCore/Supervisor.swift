@@ -18,6 +18,8 @@ final class SupervisedTask {
     var grant: SlotGrant?
     var queuedTimer: LoopTimer?
     var run: TaskRun?
+    /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
+    var cgroup: String?
 
     init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
          limits: ResourceLimits, env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
@@ -279,12 +281,15 @@ public final class Supervisor {
                 return
             }
             spec.executable = helper
-            spec.arguments = ["drover-limits"] + task.limits.helperArguments + ["--", program] + argv.dropFirst()
+            task.cgroup = TaskCgroups.make(taskID: snapshot.id, limits: task.limits)
+            let joining = task.cgroup.map { ["--cgroup", $0] } ?? []
+            spec.arguments = ["drover-limits"] + joining + task.limits.helperArguments + ["--", program] + argv.dropFirst()
         }
         let child: ChildProcess
         do {
             child = try ChildProcess.spawn(loop: loop, spec: spec)
         } catch {
+            if let folder = task.cgroup { TaskCgroups.remove(folder, loop: loop) }
             end(task, Outcome(.spawn, message: error.description))
             return
         }

@@ -11,7 +11,10 @@ public enum SupervisorCgroup {
     }
 
     /// Makes `<own cgroup>/drover-<pid>` and moves this process into it.
-    public static func create(environment: [String: String]) -> Outcome {
+    /// `warden` (the process that must outlive this one) gets a folder of its own beside it,
+    /// `drover-<pid>-warden`, so that no process is left in the parent: a parent cgroup
+    /// drover was alone in can then hand its controllers down (TaskCgroups).
+    public static func create(environment: [String: String], warden: Int32? = nil) -> Outcome {
         if environment["DROVER_NO_CGROUP"].map({ !$0.isEmpty && $0 != "0" }) == true {
             return .unavailable(reason: "turned off by DROVER_NO_CGROUP")
         }
@@ -24,7 +27,29 @@ public enum SupervisorCgroup {
             rmdir(folder)
             return .unavailable(reason: "cannot move into \(folder): \(problem)")
         }
+        let parent = FileSystem.dirname(of: folder)
+        if let warden {
+            let wardenFolder = folder + "-warden"
+            if mkdir(wardenFolder, 0o755) == 0 || errno == EEXIST {
+                if writeControlFile(wardenFolder + "/cgroup.procs", "\(warden)") != nil { rmdir(wardenFolder) }
+            }
+        }
+        removeStaleFolders(in: parent, keeping: folder)
+        TaskCgroups.setUp(supervisorFolder: folder)
         return .created(path: folder)
+    }
+
+    /// Empty folders that drovers killed before they could clean up left beside this one.
+    /// rmdir refuses a cgroup that still has processes, so a live drover's folders stay.
+    private static func removeStaleFolders(in parent: String, keeping own: String) {
+        let ownName = FileSystem.basename(of: own)
+        for name in FileSystem.list(parent) where name.hasPrefix("drover-") && !name.hasPrefix(ownName) {
+            let path = parent + "/" + name
+            // A live drover is always in its own folder: "populated 1" for the whole tree.
+            guard readControlFile(path + "/cgroup.events").contains("populated 0") else { continue }
+            for child in FileSystem.list(path) where FileSystem.isDirectory(path + "/" + child) { rmdir(path + "/" + child) }
+            rmdir(path)
+        }
     }
 
     /// Whether `create` could work here: makes and removes a folder beside where it would
@@ -36,6 +61,14 @@ public enum SupervisorCgroup {
         guard mkdir(folder, 0o755) == 0 else { return .unavailable(reason: "cannot make \(folder): \(String(cString: strerror(errno)))") }
         rmdir(folder)
         return .created(path: folder)
+    }
+
+    /// The controllers this process's cgroup hands to its children (its cgroup.subtree_control):
+    /// what a drover started here could limit its tasks with.
+    public static func delegatedControllers() -> Set<String> {
+        guard let mount = cgroup2Mount(), let own = ownCgroup() else { return [] }
+        let text = readControlFile(mount + (own == "/" ? "" : own) + "/cgroup.subtree_control")
+        return Set(text.split(separator: " ").map(String.init))
     }
 
     /// The folder `create` makes for process `pid` (nil without cgroup v2).
@@ -64,6 +97,13 @@ public enum SupervisorCgroup {
             return String(line.dropFirst(3))
         }
         return nil
+    }
+
+    /// A control file's text without its last newline (empty when unreadable).
+    static func readControlFile(_ path: String) -> String {
+        var text = String(decoding: (try? FileSystem.read(path)) ?? [], as: UTF8.self)
+        while text.last == "\n" { text.removeLast() }
+        return text
     }
 
     /// Writes a cgroup control file in place (they cannot be replaced); the error text, or nil.

@@ -62,7 +62,7 @@ public enum SupervisorWarden {
         pipe.store(ends[1], ordering: .releasing)
         wardenPid.store(pid, ordering: .releasing)
         // The warden stays outside the cgroup it may have to kill.
-        let cgroup = SupervisorCgroup.create(environment: environment)
+        let cgroup = SupervisorCgroup.create(environment: environment, warden: pid)
         if case .created(let path) = cgroup {
             cgroupFolder.withLock { $0 = path }
             tell("c \(path)\n")
@@ -77,7 +77,11 @@ public enum SupervisorWarden {
         let fd = pipe.exchange(-1, ordering: .acquiringAndReleasing)
         guard fd >= 0 else { return }
         if let folder = cgroupFolder.withLock({ $0 }) {
-            _ = SupervisorCgroup.writeControlFile(FileSystem.dirname(of: folder) + "/cgroup.procs", "\(getpid())")
+            // Back where drover started; if that folder now hands controllers down (it may
+            // hold no process then), into the warden's, which the next drover clears.
+            if SupervisorCgroup.writeControlFile(FileSystem.dirname(of: folder) + "/cgroup.procs", "\(getpid())") != nil {
+                _ = SupervisorCgroup.writeControlFile(folder + "-warden/cgroup.procs", "\(getpid())")
+            }
         }
         close(fd)
         let pid = wardenPid.load(ordering: .acquiring)
@@ -86,9 +90,11 @@ public enum SupervisorWarden {
         for _ in 0..<400 {
             var status: Int32 = 0
             let reaped = waitpid(pid, &status, WNOHANG)
-            if reaped == pid || (reaped < 0 && errno != EINTR) { return }
+            if reaped == pid || (reaped < 0 && errno != EINTR) { break }
             usleep(5000)
         }
+        // The warden's own folder (SupervisorCgroup.create) is empty once it has exited.
+        if let folder = cgroupFolder.withLock({ $0 }) { rmdir(folder + "-warden") }
     }
 
     static func groupStarted(_ pgid: Int32) {

@@ -386,8 +386,21 @@ final class TaskRun {
         let status = Int(exitStatus ?? -1)
         let signal: Int32? = exitSignal != 0 ? exitSignal : nil
         if raw && !rawLine.isEmpty { rawMessage() }
-        let final = outcome ?? outcomeFromExit(status: status, signal: signal)
-        if let peak = child.peakMemoryKiB { task.snapshot.extra["peak_rss_kib"] = .number(Double(peak)) }
+        var usage = TaskCgroups.Usage()
+        if let folder = task.cgroup {
+            usage = TaskCgroups.usage(of: folder)
+            TaskCgroups.remove(folder, loop: supervisor.loop)
+            task.snapshot.extra["cgroup"] = .string(folder)
+        }
+        var final = outcome ?? outcomeFromExit(status: status, signal: signal)
+        if usage.oomKills > 0, final.status != .completed, let memory = task.limits.memory {
+            final.message = (final.message ?? "the worker ended") + "; the memory limit of \(memory) bytes was reached (the kernel's OOM killer ran \(usage.oomKills) time(s) in the task's cgroup)"
+        }
+        if usage.forkRefusals > 0, final.status != .completed, let processes = task.limits.processes {
+            final.message = (final.message ?? "the worker ended") + "; the processes limit of \(processes) was reached (\(usage.forkRefusals) fork(s) refused in the task's cgroup)"
+        }
+        if let peak = usage.peakMemoryKiB ?? child.peakMemoryKiB { task.snapshot.extra["peak_rss_kib"] = .number(Double(peak)) }
+        if let peak = usage.peakProcesses { task.snapshot.extra["peak_processes"] = .number(Double(peak)) }
         supervisor.end(task, final, exitCode: signal == nil ? status : nil, signal: signal)
     }
 

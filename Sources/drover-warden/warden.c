@@ -11,6 +11,7 @@
 // the cgroup folder, and exits. It ignores the signals a terminal or `pkill drover` sends,
 // so it outlives the supervisor it watches.
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -64,27 +65,56 @@ static int write_file(const char *path, const char *text) {
     return n < 0 ? -1 : 0;
 }
 
-// Kills every process in the cgroup, its sub-cgroups included, then removes the folder.
+// Removes a cgroup folder and the folders below it, deepest first (a cgroup folder holds
+// only control files, which go with it). Returns 0 once it is gone.
+static int remove_cgroup_tree(const char *folder) {
+    DIR *dir = opendir(folder);
+    if (dir) {
+        struct dirent *entry;
+        while ((entry = readdir(dir)) != NULL) {
+            if (entry->d_type != DT_DIR || strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+            char child[4200];
+            snprintf(child, sizeof child, "%s/%s", folder, entry->d_name);
+            remove_cgroup_tree(child);
+        }
+        closedir(dir);
+    }
+    return rmdir(folder) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+// Sends SIGKILL to every process in the folder and the folders below it (what cgroup.kill
+// does in one write, on kernels that have it).
+static void kill_members(const char *folder) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/cgroup.procs", folder);
+    FILE *procs = fopen(path, "re");
+    if (procs) {
+        long pid;
+        while (fscanf(procs, "%ld", &pid) == 1) kill((pid_t)pid, SIGKILL);
+        fclose(procs);
+    }
+    DIR *dir = opendir(folder);
+    if (!dir) return;
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+        if (entry->d_type != DT_DIR || strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", folder, entry->d_name);
+        kill_members(path);
+    }
+    closedir(dir);
+}
+
+// Kills every process in the cgroup, its sub-cgroups included, then removes the folders,
+// waiting (up to 2 s) for the killed processes to leave them.
 static void kill_cgroup(void) {
     char path[4200];
     snprintf(path, sizeof path, "%s/cgroup.kill", cgroup_dir);
-    int killed = write_file(path, "1") == 0;
-    snprintf(path, sizeof path, "%s/cgroup.procs", cgroup_dir);
-    // Without cgroup.kill (kernels before 5.14): kill the members until none is left.
+    write_file(path, "1");
     for (int round = 0; round < 200; round++) {
-        FILE *procs = fopen(path, "re");
-        if (!procs) break;
-        long pid;
-        int any = 0;
-        while (fscanf(procs, "%ld", &pid) == 1) {
-            any = 1;
-            if (!killed) kill((pid_t)pid, SIGKILL);
-        }
-        fclose(procs);
-        if (!any && rmdir(cgroup_dir) == 0) return;
+        kill_members(cgroup_dir);
+        if (remove_cgroup_tree(cgroup_dir) == 0) return;
         pause_ms(10);
     }
-    rmdir(cgroup_dir);
 }
 
 int main(void) {

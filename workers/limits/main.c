@@ -1,11 +1,14 @@
 // drover-limits: applies resource limits, then becomes the worker.
-//   drover-limits CPU_SECONDS MEMORY OPEN_FILES PROCESSES FILE_SIZE -- PROGRAM [ARGS...]
+//   drover-limits [--cgroup DIR] CPU_SECONDS MEMORY OPEN_FILES PROCESSES FILE_SIZE -- PROGRAM [ARGS...]
+// With --cgroup it first moves itself into that cgroup v2 folder (the task's, which drover
+// made with its memory.max and pids.max), so the worker and all it starts are counted there.
 // Each limit is a number (seconds, bytes or a count) or "-" for none; soft and hard limits
 // are both set, so the worker cannot raise them. The CPU hard limit is one second above the
 // soft one: at the soft limit the worker gets SIGXCPU (which tells what happened), and only
 // if it survives that, SIGKILL. drover starts it (with posix_spawn, which
 // has no hook to run code between fork and exec) for tasks that have limits.
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +31,29 @@ static int apply(int resource, const char *value, const char *name, unsigned lon
     return 0;
 }
 
+// Moves this process into the cgroup folder (writing "0" to cgroup.procs means "me").
+static int join_cgroup(const char *folder) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cgroup.procs", folder);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1) {
+        fprintf(stderr, "drover-limits: cannot join the task's cgroup %s: %s\n", folder, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && strcmp(argv[1], "--cgroup") == 0) {
+        if (join_cgroup(argv[2]) != 0) return 125;
+        argv[2] = argv[0];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 8 || strcmp(argv[6], "--") != 0) {
-        fprintf(stderr, "usage: drover-limits CPU MEMORY OPEN_FILES PROCESSES FILE_SIZE -- PROGRAM [ARGS...]\n");
+        fprintf(stderr, "usage: drover-limits [--cgroup DIR] CPU MEMORY OPEN_FILES PROCESSES FILE_SIZE -- PROGRAM [ARGS...]\n");
         return 125;
     }
     if (apply(RLIMIT_CPU, argv[1], "cpuSeconds", 1) || apply(RLIMIT_AS, argv[2], "memory", 0) ||
