@@ -55,12 +55,26 @@ final class CompletionWatcher: Sendable {
                 return false
             }, ended: { [self] in
                 state.withLock { $0.following = false }
+                Task { await followAgain() }
             })
         } catch {
             state.withLock { $0.following = false }
             throw error
         }
         await reportEndedMeanwhile()
+    }
+
+    /// The daemon went away while tasks are watched: connect again (which starts a new
+    /// daemon; its recovery ends the tasks that were running as lost) so their ends are
+    /// still reported. A few tries, further apart each time; then the next launch tries.
+    private func followAgain() async {
+        var delayMs = 200
+        for _ in 0..<6 {
+            guard state.withLock({ !$0.watched.isEmpty && !$0.following }) else { return }
+            try? await Task.sleep(for: .milliseconds(delayMs))
+            if (try? await ensureFollowing()) != nil { return }
+            delayMs *= 2
+        }
     }
 
     /// Reports the task's end when it comes (or if it already came).

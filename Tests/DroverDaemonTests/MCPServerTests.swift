@@ -157,4 +157,22 @@ import Testing
         #expect(try JSONParser.parse(try d.ok(["status", "--json"])).value.arrayValue?.count == 1)
         #expect(client.finish() == 0)
     }
+
+    @Test func aTaskOfADaemonThatDiedIsStillReported() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        let launched = try client.call("delegate_task", ["prompt": "@message working\n@hang", "agent": "explore"])
+        let taskID = try #require(field("Task ID", in: launched.text))
+        #expect(eventually { (try? d.status(taskID)) == "running" })
+        let daemon = try #require(d.daemonPid)
+        kill(daemon, SIGKILL)
+        // No further tool call: the server connects again by itself, a new daemon recovers
+        // the folder, and the lost task is reported.
+        let note = try #require(try client.notification(about: taskID, timeoutMs: 15_000))
+        #expect(note["data"]?.objectValue?["status"] == "error")
+        #expect(note["data"]?.objectValue?["reason"] == "lost")
+        #expect(d.daemonPid != daemon)
+        #expect(client.finish() == 0)
+    }
 }
