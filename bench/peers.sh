@@ -12,6 +12,8 @@ swift build -c release >/dev/null
 drover="$(swift build -c release --show-bin-path)/drover"
 work=$(mktemp -d /tmp/drover-peers-XXXXXX)
 export TS_SOCKET="$work/tsp.socket"
+# tsp keeps each job's output in $TMPDIR/ts-out.*: keep those in the work folder too.
+export TMPDIR="$work"
 cleanup() { tsp -K >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 

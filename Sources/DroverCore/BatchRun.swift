@@ -64,6 +64,8 @@ public final class BatchRun {
         loop = EventLoop()
         let store = try ResultStore(loop: loop, root: options.resultsDirectory, durable: options.durable)
         supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch)
+        supervisor.writesQueuedTasks = false
+        supervisor.runningFileDelayMs = 100
         self.entries = entries
         self.options = options
         if options.resume { carried = Self.completedEarlier(in: store, entries: entries) }

@@ -20,6 +20,8 @@ final class SupervisedTask {
     var run: TaskRun?
     /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
     var cgroup: String?
+    /// Its folder has been asked for (with the first task.json written).
+    var hasFolder = false
 
     init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
          limits: ResourceLimits, env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
@@ -48,6 +50,24 @@ public final class Supervisor {
     public let launch: WorkerLaunch
     /// Where tasks without a `cwd` run.
     public var workingDirectory: String
+    /// Whether a queued task gets its folder and task.json at once. The daemon needs them
+    /// to queue its pending tasks again after a restart. `drover run` queues again from its
+    /// manifest (`--resume`), so it turns this off: a row's files then appear when it
+    /// leaves the queue, which spares a folder, a file and a rename per row on the disk
+    /// while the batch runs. events.jsonl records the pending state either way.
+    public var writesQueuedTasks = true
+    /// How long a started task runs before its running task.json is written; nil writes it
+    /// at once (the daemon, whose restart reads it to find the task's process). `drover run`
+    /// sets this: a row that ends sooner goes from no task.json straight to its final one.
+    public var runningFileDelayMs: Int?
+    /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
+    private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
+    private var unwrittenStartHead = 0
+    private lazy var startWriteTimer: LoopTimer = {
+        let timer = LoopTimer(loop: loop)
+        timer.unref()
+        return timer
+    }()
     let pools: SlotPools
     private var tasks: [String: SupervisedTask] = [:]
     private var dirty: Set<String> = []
@@ -102,8 +122,7 @@ public final class Supervisor {
         var id = TaskIdentifiers.newTaskID()
         while tasks[id] != nil || FileSystem.exists(store.taskDirectory(id)) { id = TaskIdentifiers.newTaskID() }
         let task = try makeTask(request, id: id, sessionID: request.sessionID ?? TaskIdentifiers.newSessionID(), createdMs: Clock.wallMs())
-        store.makeTaskDirectory(id)
-        persist(task)
+        persist(task, writingTaskFile: writesQueuedTasks)
         enqueue(task)
         return task.snapshot
     }
@@ -113,6 +132,7 @@ public final class Supervisor {
     @discardableResult
     public func restore(pending snapshot: TaskSnapshot, request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
         let task = try makeTask(request, id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs)
+        task.hasFolder = true
         enqueue(task)
         return task.snapshot
     }
@@ -298,7 +318,13 @@ public final class Supervisor {
         task.snapshot.startedMs = Clock.wallMs()
         task.snapshot.pid = child.pid
         onTrace?(snapshot.id, .spawned)
-        persist(task)
+        if let delay = runningFileDelayMs {
+            persist(task, writingTaskFile: false)  // the folder is made now: the run's files go in it
+            unwrittenStarts.append((snapshot.id, loop.nowMs + UInt64(max(0, delay))))
+            if !startWriteTimer.isActive { startWriteTimer.start(after: delay) { [weak self] in self?.writeDueStarts() } }
+        } else {
+            persist(task)
+        }
         let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))
         task.run = run
         run.begin()
@@ -339,6 +365,29 @@ public final class Supervisor {
         dirty.insert(task.snapshot.id)
     }
 
+    /// Writes the running task.json of tasks that have run for `runningFileDelayMs` and
+    /// are still running, then waits for the next one due.
+    private func writeDueStarts() {
+        loop.refreshTime()
+        let now = loop.nowMs
+        while unwrittenStartHead < unwrittenStarts.count, unwrittenStarts[unwrittenStartHead].dueMs <= now {
+            let id = unwrittenStarts[unwrittenStartHead].id
+            unwrittenStartHead += 1
+            if let task = tasks[id], task.snapshot.status == .running { dirty.insert(id) }
+        }
+        if unwrittenStartHead == unwrittenStarts.count {
+            unwrittenStarts.removeAll(keepingCapacity: true)
+            unwrittenStartHead = 0
+        } else {
+            if unwrittenStartHead > 1024 {
+                unwrittenStarts.removeFirst(unwrittenStartHead)
+                unwrittenStartHead = 0
+            }
+            let wait = unwrittenStarts[unwrittenStartHead].dueMs - now
+            startWriteTimer.start(after: Int(wait)) { [weak self] in self?.writeDueStarts() }
+        }
+    }
+
     private func writeDirtyTasks() {
         for id in dirty {
             if let task = tasks[id] { store.writeTask(task.snapshot) }
@@ -346,9 +395,16 @@ public final class Supervisor {
         dirty.removeAll(keepingCapacity: true)
     }
 
-    private func persist(_ task: SupervisedTask) {
+    /// Records a state change: task.json (when `writingTaskFile`; its folder first, made
+    /// once the task leaves the queue even without it), a line in events.jsonl, and a report
+    /// once both are on disk.
+    private func persist(_ task: SupervisedTask, writingTaskFile: Bool = true) {
         let snapshot = task.snapshot
-        store.writeTask(snapshot)
+        if !task.hasFolder && (writingTaskFile || snapshot.status != .pending) {
+            store.makeTaskDirectory(snapshot.id)
+            task.hasFolder = true
+        }
+        if writingTaskFile { store.writeTask(snapshot) }
         store.appendEvent(snapshot, atMs: Clock.wallMs())
         store.whenWritten { [weak self] in self?.onReport(snapshot) }
     }

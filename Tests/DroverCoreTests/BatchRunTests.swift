@@ -37,6 +37,51 @@ import Testing
         #expect(joblog.dropFirst().allSatisfy { $0.split(separator: "\t").count == 9 })
     }
 
+    /// A row's queue is its manifest line (`--resume` reruns from there), so a queued row
+    /// has no folder yet; its running task.json follows after a short run, and a row that
+    /// ends sooner goes straight to its final one. events.jsonl has every state.
+    @Test func aRowsFilesAppearWhenItLeavesTheQueue() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        var config = Harness.testConfig()
+        config.providerConcurrency = ["local": 1]
+        let run = try makeRun("""
+            {"command": ["/bin/sleep", "1"]}
+            {"command": ["/bin/echo", "two"]}
+            {"command": ["/bin/echo", "three"]}
+            """, folder: folder, config: config)
+        var foldersWhenTheFirstStarted: [String]?
+        var firstFileAtStart: Bool?
+        var firstFileLater: JSONObject?
+        var checkLater: LoopTimer?
+        run.onProgress = { snapshot, _ in
+            guard snapshot.status == .running, foldersWhenTheFirstStarted == nil else { return }
+            foldersWhenTheFirstStarted = FileSystem.list(folder + "/tasks")
+            firstFileAtStart = FileSystem.exists(folder + "/tasks/\(snapshot.id)/task.json")
+            let timer = LoopTimer(loop: run.supervisor.loop)
+            timer.start(after: 400) { firstFileLater = try? readJSON(folder + "/tasks/\(snapshot.id)/task.json") }
+            checkLater = timer
+        }
+        let summary = try run.run()
+        checkLater?.stop()
+        #expect(summary.counts.completed == 3)
+        #expect(foldersWhenTheFirstStarted?.count == 1, "queued rows have no folder yet: \(foldersWhenTheFirstStarted ?? [])")
+        #expect(firstFileAtStart == false)
+        #expect(firstFileLater?["status"] == "running")
+        #expect(firstFileLater?["pid"]?.intValue != nil)
+        for row in summary.rows {
+            let task = try readJSON(folder + "/tasks/\(row.snapshot.id)/task.json")
+            #expect(task["status"] == "completed")
+            for file in ["result.md", "transcript.jsonl", "stderr.log"] {
+                #expect(FileSystem.exists(folder + "/tasks/\(row.snapshot.id)/" + file))
+            }
+        }
+        let events = String(decoding: try FileSystem.read(folder + "/events.jsonl"), as: UTF8.self).split(separator: "\n")
+        for status in ["pending", "running", "completed"] {
+            #expect(events.filter { $0.contains("\"status\":\"\(status)\"") }.count == 3, "\(status)")
+        }
+    }
+
     @Test func exitCodesFollowTheWorstOutcome() throws {
         let folder = try temporaryFolder()
         defer { removeTree(folder) }
