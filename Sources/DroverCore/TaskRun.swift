@@ -83,8 +83,6 @@ final class TaskRun {
         child.onStdoutEnd = { [weak self] in self?.stdoutEnded() }
         child.onExit = { [weak self] status, signal in self?.exited(status: status, signal: signal) }
         child.onClosed = { [weak self] in self?.closed() }
-        store.append(store.transcriptFile(id), [])
-        store.append(store.stderrFile(id), [])
 
         let snapshot = task.snapshot
         if raw {
