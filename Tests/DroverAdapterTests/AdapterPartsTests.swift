@@ -54,6 +54,11 @@ import Testing
         #expect(codex.arguments == ["exec", "--json", "--skip-git-repo-check", "resume", "0199", "--", "fix it"], "an empty model is the CLI's default")
         #expect(codex.stdinText == nil)
         #expect(CLIKind.codex.invocation(prompt: "go", model: nil, resumeSessionID: nil, extra: []).arguments == ["exec", "--json", "--", "go"])
+        // Past what exec allows in one argument, the prompt goes to stdin.
+        let long = String(repeating: "a", count: CLIKind.longestArgumentPrompt + 1)
+        let longTurn = CLIKind.codex.invocation(prompt: long, model: nil, resumeSessionID: "0199", extra: [])
+        #expect(longTurn.arguments == ["exec", "--json", "resume", "0199", "--", "-"])
+        #expect(longTurn.stdinText == long)
     }
 
     @Test func optionsParse() throws {

@@ -54,6 +54,20 @@ import Testing
         f.expectNothingLeft(Array(tasks.values))
     }
 
+    /// A prompt longer than exec allows in one argument reaches Codex whole, on stdin.
+    @Test func aLongCodexPromptGoesThroughStdin() throws {
+        let f = try AdapterFixture()
+        let prompt = "fake: replay=success\n" + String(repeating: "context line, ", count: 15_000)
+        let (run, tasks) = try f.run([("fake-codex", prompt)])
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        let task = try #require(tasks[1])
+        #expect(task.status == "completed", "\(task.errorText)")
+        let cliRun = try #require(f.cliRuns().first)
+        #expect(cliRun["argv"]?.arrayValue?.compactMap(\.stringValue) == ["exec", "--json", "--", "-"])
+        #expect(cliRun["prompt"]?.stringValue == prompt)
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
     @Test func rateLimitsEndAsRetryableErrors() throws {
         let f = try AdapterFixture()
         let (run, tasks) = try f.run([

@@ -13,10 +13,16 @@ public enum CLIKind: String, CaseIterable, Sendable {
         }
     }
 
+    /// The longest prompt given to Codex as an argument. Linux refuses an exec with any one
+    /// argument over 128 KiB (MAX_ARG_STRLEN), so a longer prompt goes to stdin, which
+    /// `codex exec -` reads.
+    public static let longestArgumentPrompt = 100_000
+
     /// argv (without argv[0]) and what goes to the CLI's stdin for one turn. The prompt goes
     /// where each CLI reads it most faithfully: Claude Code and opencode read a piped stdin
     /// (opencode re-quotes argv words that hold spaces), Codex takes it after `--` as its
-    /// SDK does. `extra` are the user's own flags from the agent's command.
+    /// SDK does, or as `-` and stdin when it is too long for an argument. `extra` are the
+    /// user's own flags from the agent's command.
     public func invocation(prompt: String, model: String?, resumeSessionID: String?, extra: [String]) -> CLIInvocation {
         let model = model.flatMap { $0.isEmpty ? nil : $0 }
         switch self {
@@ -36,6 +42,7 @@ public enum CLIKind: String, CaseIterable, Sendable {
             if let model { arguments += ["--model", model] }
             arguments += extra
             if let resumeSessionID { arguments += ["resume", resumeSessionID] }
+            if prompt.utf8.count > Self.longestArgumentPrompt { return CLIInvocation(arguments: arguments + ["--", "-"], stdinText: prompt) }
             return CLIInvocation(arguments: arguments + ["--", prompt], stdinText: nil)
         }
     }
