@@ -20,7 +20,7 @@ final class SupervisedTask {
     var run: TaskRun?
     /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
     var cgroup: String?
-    /// Its folder has been asked for (with the first task.json written).
+    /// Its folder has been asked for (it is made with the batch of its first file).
     var hasFolder = false
 
     init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
