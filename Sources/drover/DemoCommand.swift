@@ -95,7 +95,7 @@ struct DemoCommand: ParsableCommand {
         }
         let saved = sumMs > 0 ? Int(((Double(sumMs - wallMs) / Double(sumMs)) * 100).rounded()) : 0
         Terminal.out("\nWall time \(Terminal.seconds(wallMs)) against \(Terminal.seconds(sumMs)) one by one: \(saved)% saved.")
-        Terminal.out("Files: \(store.root)/tasks/<task id>/ (task.json, result.md, transcript.jsonl, stderr.log), events.jsonl")
+        Terminal.out("Files: \(store.root)/tasks/<task id>/ (task.json, result.md, transcript.jsonl, and stderr.log if a worker wrote to stderr), events.jsonl")
         if failed { throw ExitCode(1) }
     }
 
