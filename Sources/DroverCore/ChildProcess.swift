@@ -44,6 +44,8 @@ public final class ChildProcess {
     private var stdinOpen = true
     private var closeStdinWhenFlushed = false
     private var pendingWrites = 0
+    /// Bytes queued for stdin that the child has not read yet.
+    public private(set) var pendingWriteBytes = 0
 
     public var onStdout: (UnsafeRawBufferPointer) -> Void = { _ in }
     public var onStdoutEnd: () -> Void = {}
@@ -116,26 +118,33 @@ public final class ChildProcess {
     /// libuv's callback, as uv_write requires.
     public func write(_ bytes: [UInt8]) {
         guard stdinOpen, !closeStdinWhenFlushed, !bytes.isEmpty else { return }
-        let requestSize = MemoryLayout<uv_write_t>.stride
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: requestSize + bytes.count, alignment: 16)
+        // One allocation: the request, the payload's size (libuv clears `bufs` before the
+        // callback), then the payload.
+        let requestSize = (MemoryLayout<uv_write_t>.stride + 15) & ~15
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: requestSize + 16 + bytes.count, alignment: 16)
         let request = memory.bindMemory(to: uv_write_t.self, capacity: 1)
-        let payload = memory + requestSize
+        (memory + requestSize).storeBytes(of: bytes.count, as: Int.self)
+        let payload = memory + requestSize + 16
         bytes.withUnsafeBytes { payload.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
         var buffer = uv_buf_init(payload.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
         let rc = uv_write(request, asStream(stdinPipe), &buffer, 1) { request, _ in
             let child = Unmanaged<ChildProcess>.fromOpaque(request!.pointee.handle.pointee.data).takeUnretainedValue()
-            UnsafeMutableRawPointer(request!).deallocate()
-            child.writeFinished()
+            let memory = UnsafeMutableRawPointer(request!)
+            let size = (memory + ((MemoryLayout<uv_write_t>.stride + 15) & ~15)).load(as: Int.self)
+            memory.deallocate()
+            child.writeFinished(bytes: size)
         }
         if rc != 0 {
             memory.deallocate()
         } else {
             pendingWrites += 1
+            pendingWriteBytes += bytes.count
         }
     }
 
-    private func writeFinished() {
+    private func writeFinished(bytes: Int) {
         pendingWrites -= 1
+        pendingWriteBytes -= bytes
         if pendingWrites == 0 && closeStdinWhenFlushed { closeStdin() }
     }
 

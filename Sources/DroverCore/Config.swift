@@ -139,6 +139,9 @@ public struct DroverConfig: Sendable {
     public var modelConcurrency: [String: Int] = [:]
     public var globalConcurrency = 0
     public var maxFrameBytes = FrameDecoder.defaultMaxFrameBytes
+    /// Bytes of a task's output that may wait for the disk before drover stops reading it,
+    /// and bytes of input that may wait for a worker that does not read (SPEC section 16).
+    public var maxBufferedBytes = 8 << 20
     /// argv run for every task that ends (the daemon's notification hook).
     public var onComplete: [String]?
     public var timers = TimerSettings()

@@ -182,6 +182,10 @@ struct ConfigReader {
             case "modelConcurrency": config.modelConcurrency = try concurrencyLimits(value, path)
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxDepth": config.maxDepth = try count(value, path)
+            case "maxBufferedBytes":
+                let n = try size(value, path)
+                guard n >= 64 << 10 else { throw fail(path, "must be at least 64 KiB") }
+                config.maxBufferedBytes = n
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }

@@ -192,10 +192,9 @@ public final class Supervisor {
 
     // MARK: a running session
 
-    /// Sends a follow-up prompt to a running framed worker. False when the task is not
-    /// running, already decided, or a raw program.
-    public func deliverPrompt(_ taskID: String, text: String) -> Bool {
-        guard let run = tasks[taskID]?.run else { return false }
+    /// Sends a follow-up prompt to a running framed worker.
+    public func deliverPrompt(_ taskID: String, text: String) -> PromptDelivery {
+        guard let run = tasks[taskID]?.run else { return .notRunning }
         return run.deliver(prompt: text)
     }
 

@@ -43,6 +43,15 @@ public struct Outcome: Sendable {
     public var status: TaskStatus { reason.status }
 }
 
+/// What became of a follow-up prompt for a running session.
+public enum PromptDelivery: Sendable, Equatable {
+    case delivered
+    /// The task is not running, its outcome is already decided, or it runs a raw program.
+    case notRunning
+    /// The worker has not read what it was sent before: more would pass maxBufferedBytes.
+    case backlogFull(queuedBytes: Int, limit: Int)
+}
+
 /// Random ids: `bg_` or `ses_` plus 8 lowercase hex digits.
 public enum TaskIdentifiers {
     public static func newTaskID() -> String { "bg_" + randomHex() }

@@ -244,11 +244,16 @@ final class TaskRun {
         supervisor.progressChanged(task)
     }
 
-    /// A follow-up prompt for a live framed worker.
-    func deliver(prompt text: String) -> Bool {
-        guard outcome == nil, !raw, child.isStdinOpen else { return false }
+    /// A follow-up prompt for a live framed worker, unless the worker has left more than
+    /// maxBufferedBytes of earlier input unread.
+    func deliver(prompt text: String) -> PromptDelivery {
+        guard outcome == nil, !raw, child.isStdinOpen else { return .notRunning }
+        let limit = supervisor.config.maxBufferedBytes
+        guard child.pendingWriteBytes + text.utf8.count <= limit else {
+            return .backlogFull(queuedBytes: child.pendingWriteBytes, limit: limit)
+        }
         send(["type": "prompt", "text": .string(text)])
-        return true
+        return .delivered
     }
 
     /// Which breaker rule a tool call trips, if any, with its numbers.

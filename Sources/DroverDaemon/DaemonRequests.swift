@@ -127,10 +127,15 @@ extension DaemonServer {
         }
         // A live session gets the prompt as a frame; it is never silently dropped.
         for id in taskIDs.reversed() where current(id)?.status == .running {
-            if supervisor.deliverPrompt(id, text: prompt) {
+            switch supervisor.deliverPrompt(id, text: prompt) {
+            case .delivered:
                 return reply(connection, [
                     "type": "ok", "task_id": .string(id), "session_id": .string(session), "status": "running", "delivered": true,
                 ])
+            case .backlogFull(let queued, let limit):
+                return fail(connection, 2, "task \(id) has not read the \(queued) bytes it was sent before; another \(prompt.utf8.count) would pass maxBufferedBytes (\(limit))")
+            case .notRunning:
+                continue
             }
         }
         guard let last = taskIDs.last.flatMap({ known[$0] }),

@@ -197,6 +197,12 @@ public final class DaemonServer {
         return known[id]
     }
 
+    /// Every task id of the folder, oldest first.
+    var knownTaskIDs: [String] { order }
+
+    /// The tasks of a session, oldest first; nil for an unknown session.
+    func taskIDs(inSession session: String) -> [String]? { sessionTasks[session] }
+
     func whenEnded(_ id: String, _ action: @escaping (TaskSnapshot) -> Void) {
         if let snapshot = known[id], snapshot.status.isTerminal {
             action(snapshot)
