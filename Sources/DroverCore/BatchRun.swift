@@ -53,47 +53,28 @@ public final class BatchRun {
     private let options: Options
     private var statuses: [String: TaskStatus] = [:]
     private var lineOfTask: [String: Int] = [:]
-    private var carried: [Int: TaskSnapshot] = [:]
+    private var resumed = BatchResume()
     public private(set) var counts = Counts()
     private var halted = false
 
     /// Every reported state change, with the counts after it.
     public var onProgress: (TaskSnapshot, Counts) -> Void = { _, _ in }
 
-    public init(entries: [ManifestEntry], config: DroverConfig, launch: WorkerLaunch, options: Options) throws(FileError) {
-        loop = EventLoop()
-        let store = try ResultStore(loop: loop, root: options.resultsDirectory, durable: options.durable)
-        supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch)
-        supervisor.writesQueuedTasks = false
-        supervisor.runningFileDelayMs = 100
+    public init(entries: [ManifestEntry], config: DroverConfig, launch: WorkerLaunch, options: Options) throws(Engine.FolderError) {
+        let engine = try Engine(folder: options.resultsDirectory, config: config, launch: launch, policy: .batch, durable: options.durable)
+        loop = engine.loop
+        supervisor = engine.supervisor
         self.entries = entries
         self.options = options
-        if options.resume { carried = Self.completedEarlier(in: store, entries: entries) }
-    }
-
-    /// Rows of this manifest that a previous run into the same folder completed.
-    static func completedEarlier(in store: ResultStore, entries: [ManifestEntry]) -> [Int: TaskSnapshot] {
-        var completed: [String: TaskSnapshot] = [:]
-        for id in FileSystem.list(store.root + "/tasks") {
-            guard let bytes = try? FileSystem.read(store.taskFile(id)),
-                let object = (try? JSONParser.parse(bytes))?.value.objectValue,
-                let snapshot = TaskSnapshot(json: object), snapshot.status == .completed,
-                let identity = object["manifest_row"]?.stringValue
-            else { continue }
-            completed[identity] = snapshot
-        }
-        var carried: [Int: TaskSnapshot] = [:]
-        for entry in entries {
-            if let snapshot = completed[entry.identity] { carried[entry.line] = snapshot }
-        }
-        return carried
+        if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries) }
     }
 
     /// Runs every task to its end and writes the summary files.
     public func run() throws(FileError) -> Summary {
         let startMs = Clock.wallMs()
         counts.total = entries.count
-        counts.completed = carried.count
+        counts.completed = resumed.completed.count
+        counts.error = resumed.lost.count
         supervisor.onReport = { [weak self] snapshot in self?.reported(snapshot) }
         // Halting acts on the transition itself, before the failed task's slot starts another.
         supervisor.onEnded = { [weak self] snapshot in
@@ -108,12 +89,13 @@ public final class BatchRun {
             }
         }
         var submitted: [(Int, String)] = []
-        for entry in entries where carried[entry.line] == nil {
+        for entry in entries where resumed.completed[entry.line] == nil && resumed.lost[entry.line] == nil {
             var request = entry.request
             request.extra["manifest_line"] = .number(Double(entry.line))
             request.extra["manifest_row"] = .string(entry.identity)
+            let tags: JSONObject = ["manifest_row": .string(entry.identity), "manifest_line": .number(Double(entry.line))]
             do {
-                let snapshot = try supervisor.submit(request)
+                let snapshot = try supervisor.submit(request, journalTags: tags, reusing: resumed.unstarted[entry.line])
                 lineOfTask[snapshot.id] = entry.line
                 statuses[snapshot.id] = .pending
                 counts.pending += 1
@@ -129,7 +111,7 @@ public final class BatchRun {
 
         var rows: [Row] = []
         for entry in entries {
-            if let snapshot = carried[entry.line] {
+            if let snapshot = resumed.completed[entry.line] ?? resumed.lost[entry.line] {
                 rows.append(Row(line: entry.line, snapshot: snapshot, carriedOver: true))
             }
         }
@@ -214,10 +196,12 @@ public final class BatchRun {
     }
 }
 
-/// A signal watched on the loop (it does not keep the loop running by itself).
+/// A signal watched on the loop (it does not keep the loop running by itself). Closing or
+/// dropping it stops the watch; the handle's memory is freed by libuv's close callback.
 public final class LoopSignal {
     private let handle: UnsafeMutablePointer<uv_signal_t>
     private let action: () -> Void
+    private var closed = false
 
     public init(loop: EventLoop, signal: Int32, action: @escaping () -> Void) {
         self.action = action
@@ -230,5 +214,11 @@ public final class LoopSignal {
         uv_unref(asHandle(handle))
     }
 
-    public func close() { closeAndFree(handle) }
+    deinit { close() }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        closeAndFree(handle)
+    }
 }

@@ -42,6 +42,7 @@ public final class ChildProcess {
     public private(set) var pid: Int32 = 0
     public private(set) var exited = false
     private var stdinOpen = true
+    private var stdoutPaused = false
     private var closeStdinWhenFlushed = false
     private var pendingWrites = 0
     /// Bytes queued for stdin that the child has not read yet.
@@ -58,13 +59,20 @@ public final class ChildProcess {
     public fileprivate(set) var peakMemoryKiB: Int?
     public var onClosed: () -> Void = {}
 
+    /// The first libuv error met while taking over the pipes (0: none).
+    private var setupError: Int32 = 0
+
     private init(loop: EventLoop, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
         stdinPipe = allocateHandle(uv_pipe_t.self)
         stdoutPipe = allocateHandle(uv_pipe_t.self)
         stderrPipe = allocateHandle(uv_pipe_t.self)
         for (pipe, fd) in [(stdinPipe, stdinFD), (stdoutPipe, stdoutFD), (stderrPipe, stderrFD)] {
             uv_pipe_init(loop.raw, pipe, 0)
-            uv_pipe_open(pipe, fd)
+            let rc = uv_pipe_open(pipe, fd)
+            if rc != 0 {
+                if setupError == 0 { setupError = rc }
+                Glibc.close(fd)  // libuv did not take it
+            }
             pipe.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         }
     }
@@ -109,9 +117,33 @@ public final class ChildProcess {
         SupervisorWarden.groupStarted(pid)
         child.selfReference = Unmanaged.passRetained(child)
         reaper.watch(child)
-        uv_read_start(asStream(child.stdoutPipe), childAlloc, childRead)
-        uv_read_start(asStream(child.stderrPipe), childAlloc, childRead)
+        if child.setupError == 0 { child.setupError = uv_read_start(asStream(child.stdoutPipe), childAlloc, childRead) }
+        if child.setupError == 0 { child.setupError = uv_read_start(asStream(child.stderrPipe), childAlloc, childRead) }
+        if child.setupError != 0 {
+            // It runs, but drover cannot hear it: end it. The reaper keeps it until it is reaped.
+            kill(-pid, SIGKILL)
+            child.closeStdin()
+            child.abandonOutputs()
+            throw SpawnError(command: spec.executable, code: child.setupError)
+        }
         return child
+    }
+
+    /// Stops reading stdout (the worker blocks once the pipe is full) until `resumeStdout`.
+    public func pauseStdout() {
+        guard !stdoutPaused, uv_is_closing(asHandle(stdoutPipe)) == 0 else { return }
+        uv_read_stop(asStream(stdoutPipe))
+        stdoutPaused = true
+    }
+
+    public func resumeStdout() {
+        guard stdoutPaused else { return }
+        stdoutPaused = false
+        guard uv_is_closing(asHandle(stdoutPipe)) == 0 else { return }
+        if uv_read_start(asStream(stdoutPipe), childAlloc, childRead) != 0 {
+            close(stdoutPipe)
+            onStdoutEnd()
+        }
     }
 
     /// Queues bytes for the child's stdin. The bytes live with the write request until

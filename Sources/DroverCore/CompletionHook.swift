@@ -20,11 +20,7 @@ public final class CompletionHook {
             "model": task.model ?? "", "status": task.status.rawValue, "reason": task.reason?.rawValue ?? "",
             "result_path": task.resultPath ?? "", "description": task.description,
         ]
-        let argv = arguments.map { argument in
-            var result = argument
-            for (name, value) in values { result = result.replacingAll("{\(name)}", with: value) }
-            return result
-        }
+        let argv = arguments.map { Template.expand($0, values) }
         guard let program = launch.locate(argv[0]) else {
             writeStandardError("drover: onComplete: cannot find \(argv[0])\n")
             return

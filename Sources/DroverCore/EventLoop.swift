@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 
 /// One libuv loop and the state every handle on it shares. Everything that touches a loop's
 /// handles runs on the thread that runs the loop; other threads reach it only through
@@ -9,6 +10,8 @@ public final class EventLoop {
     let readBuffer: UnsafeMutableRawPointer
     static let readBufferSize = 64 * 1024
     private var reaperIfStarted: ChildReaper?
+    /// The thread that made the loop, which alone may touch its handles.
+    private let ownerThread = pthread_self()
 
     /// Watches SIGCHLD for this loop's children; started before the first spawn.
     var reaper: ChildReaper {
@@ -41,6 +44,12 @@ public final class EventLoop {
         }
         raw.deallocate()
         readBuffer.deallocate()
+    }
+
+    /// Traps in debug builds when called off the loop's thread: loop-owned state is not
+    /// locked, so touching it from another thread is a bug.
+    public func assertOnLoopThread(_ file: StaticString = #fileID, line: UInt = #line) {
+        assert(pthread_equal(ownerThread, pthread_self()) != 0, "loop state touched off the loop thread", file: file, line: line)
     }
 
     /// Runs until `stop()` or until no referenced handle is left.

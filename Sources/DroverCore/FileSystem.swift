@@ -90,6 +90,11 @@ public enum FileSystem {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
         defer { close(fd) }
+        try appendAll(fd, bytes, path: path)
+    }
+
+    /// The same on a descriptor opened with O_APPEND.
+    public static func appendAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(FileError) {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw FileError(path: path, operation: "inspect", code: errno) }
         do {

@@ -1,49 +1,77 @@
 import CDroverSystem
-import CLibUV
 import Glibc
 
 /// A background thread that writes files in batches. The loop thread hands it whole batches;
-/// it coalesces them (one write per appended file, the last version of a replaced file),
-/// makes the batch durable with one sync, and then renames every replaced file into place,
-/// so each file is either its old or its new version, never half of one.
+/// it coalesces them (one write per appended file, the last version of a replaced file) and
+/// writes each in an order that keeps SPEC section 16's promises:
+///
+/// 1. journal lines that are not ends (a task queued, an attempt starting), appended to
+///    events.jsonl and synced: the loop learns at once, so a worker waits for the record of
+///    its start by one fdatasync, not by the rest of the batch;
+/// 2. folders, then appends (transcripts, logs);
+/// 3. replaced files (task.json, result.md): written under a temporary name, synced together,
+///    renamed into place, so each is its old or its new version, never half of one;
+/// 4. journal lines of ends (and of queued tasks whose task.json they announce), synced: no
+///    end is on disk before the files that show it.
+///
+/// Writes refused for lack of space are kept and tried again with the next batch or every
+/// 250 ms: a full disk delays files, it does not lose them. Progress says which batches were
+/// tried and which are wholly on disk.
 final class FileWriter: @unchecked Sendable {
     enum Job: Sendable {
         case makeDirectory(String)
         case append(path: String, bytes: [UInt8])
         /// Atomic replacement; the content is built on the writer thread.
         case replace(path: String, content: @Sendable () -> [UInt8])
+        /// A line of events.jsonl; `afterFiles` for a task's end (or a line announcing a file).
+        case journal(line: [UInt8], afterFiles: Bool)
     }
 
-    // All of the following is guarded by `mutex`.
-    private var mutex = pthread_mutex_t()
-    private var wake = pthread_cond_t()
-    private var queue: [(sequence: UInt64, jobs: [Job])] = []
-    private var lastSubmitted: UInt64 = 0
-    private var lastCompleted: UInt64 = 0
-    private var errors: [FileError] = []
-    /// Batches written together whose writes did not all succeed, with why.
-    private var failedBatches: [(ClosedRange<UInt64>, [FileError])] = []
-    private var stopping = false
+    struct Progress: Sendable {
+        /// Every non-final journal line of the batches up to this one is durable.
+        var journaled: UInt64 = 0
+        /// Every batch up to this one has been tried.
+        var attempted: UInt64 = 0
+        /// Every write of the batches up to this one is on disk.
+        var durable: UInt64 = 0
+        var errors: [FileError] = []
+        /// Batches written together whose writes did not all succeed, with why.
+        var failedBatches: [(ClosedRange<UInt64>, [FileError])] = []
+    }
 
-    // Only the writer thread touches these.
-    /// Jobs that failed for lack of space, tried again later.
-    private var retained: [Job] = []
-    private var retainedAppendBytes = 0
     static let retryIntervalMs = 250
     static let maxRetainedAppendBytes = 64 << 20
+
+    private let lock = ConditionLock()
+    // Guarded by `lock`.
+    private var queue: [(sequence: UInt64, jobs: [Job])] = []
+    private var lastSubmitted: UInt64 = 0
+    private var progress = Progress()
+    private var stopping = false
+
+    // The writer thread's own.
+    private struct Retained {
+        let sequence: UInt64
+        let job: Job
+    }
+    /// Jobs refused for lack of space, oldest first, tried again later.
+    private var retained: [Retained] = []
+    private var journalFD: Int32 = -1
 
     private var thread = pthread_t()
     private let durable: Bool
     private let syncRoot: String
+    private let journalPath: String
     private let notify: @Sendable () -> Void
 
-    /// `notify` runs on the writer thread after each batch; it must only wake the loop.
-    init(syncRoot: String, durable: Bool, notify: @escaping @Sendable () -> Void) {
+    /// `notify` runs on the writer thread whenever progress is made; it must only wake the loop.
+    init(syncRoot: String, journalPath: String, durable: Bool, notify: @escaping @Sendable () -> Void) {
         self.syncRoot = syncRoot
+        self.journalPath = journalPath
         self.durable = durable
         self.notify = notify
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&wake, nil)
+        // Open for the writer's whole life: one descriptor, from the start.
+        journalFD = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         let context = Unmanaged.passRetained(self).toOpaque()
         pthread_create(&thread, nil, { context in
             let writer = Unmanaged<FileWriter>.fromOpaque(context!).takeRetainedValue()
@@ -54,93 +82,108 @@ final class FileWriter: @unchecked Sendable {
 
     /// Queues a batch; returns its sequence number.
     func submit(_ jobs: [Job]) -> UInt64 {
-        pthread_mutex_lock(&mutex)
-        lastSubmitted += 1
-        let sequence = lastSubmitted
-        queue.append((sequence, jobs))
-        pthread_cond_signal(&wake)
-        pthread_mutex_unlock(&mutex)
-        return sequence
+        lock.withLock {
+            lastSubmitted += 1
+            queue.append((lastSubmitted, jobs))
+            lock.signal()
+            return lastSubmitted
+        }
     }
 
-    /// The newest batch written, the errors met since the last call, and which batches
-    /// they belong to.
-    func takeProgress() -> (completed: UInt64, errors: [FileError], failedBatches: [(ClosedRange<UInt64>, [FileError])]) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        let result = (lastCompleted, errors, failedBatches)
-        errors = []
-        failedBatches = []
-        return result
+    /// Progress so far; the errors and failed batches are handed over once.
+    func takeProgress() -> Progress {
+        lock.withLock {
+            let result = progress
+            progress.errors = []
+            progress.failedBatches = []
+            return result
+        }
     }
 
-    /// Writes what is queued, then ends the thread.
+    /// Writes what is queued (and tries what a full disk refused once more), then ends the thread.
     func stop() {
-        pthread_mutex_lock(&mutex)
-        stopping = true
-        pthread_cond_signal(&wake)
-        pthread_mutex_unlock(&mutex)
+        lock.withLock {
+            stopping = true
+            lock.signal()
+        }
         pthread_join(thread, nil)
     }
 
     private func runLoop() {
         while true {
-            pthread_mutex_lock(&mutex)
-            while queue.isEmpty && !stopping {
-                if retained.isEmpty {
-                    pthread_cond_wait(&wake, &mutex)
-                } else if waitForWork(milliseconds: Self.retryIntervalMs) == ETIMEDOUT {
-                    break
+            var batches: [(sequence: UInt64, jobs: [Job])] = []
+            var done = false
+            lock.withLock {
+                while queue.isEmpty && !stopping {
+                    if retained.isEmpty {
+                        lock.wait()
+                    } else if !lock.wait(milliseconds: Self.retryIntervalMs) {
+                        break
+                    }
                 }
+                batches = queue
+                queue = []
+                done = stopping && batches.isEmpty
             }
-            let batches = queue
-            queue = []
-            let done = stopping && batches.isEmpty
-            pthread_mutex_unlock(&mutex)
-            if batches.isEmpty {
-                // Room may have come back: try what a full disk refused (once more when stopping).
-                if !retained.isEmpty { _ = write([]) }
-                if done { return }
-                continue
+            if !batches.isEmpty || !retained.isEmpty { write(batches) }
+            if done {
+                if journalFD >= 0 { close(journalFD) }
+                return
             }
-            let failures = write(batches.flatMap(\.jobs))
-            pthread_mutex_lock(&mutex)
-            lastCompleted = batches.last!.sequence
-            errors.append(contentsOf: failures)
-            if !failures.isEmpty { failedBatches.append((batches.first!.sequence...batches.last!.sequence, failures)) }
-            pthread_mutex_unlock(&mutex)
-            notify()
         }
     }
 
-    /// Waits on `wake` (the mutex held) for at most `milliseconds`; returns the wait's result.
-    private func waitForWork(milliseconds: Int) -> Int32 {
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        let nanoseconds = Int(deadline.tv_nsec) + milliseconds * 1_000_000
-        deadline.tv_sec += nanoseconds / 1_000_000_000
-        deadline.tv_nsec = nanoseconds % 1_000_000_000
-        return pthread_cond_timedwait(&wake, &mutex, &deadline)
+    // MARK: one round
+
+    /// The jobs of one round, in the order they are written, each with its batch.
+    private struct Round {
+        var earlyJournal: [(UInt64, [UInt8])] = []
+        var directories: [(UInt64, String)] = []
+        var appendOrder: [String] = []
+        var appends: [String: (sequence: UInt64, bytes: [UInt8])] = [:]
+        var replaceOrder: [String] = []
+        var replaces: [String: (sequence: UInt64, content: @Sendable () -> [UInt8])] = [:]
+        var finalJournal: [(UInt64, [UInt8])] = []
+
+        mutating func add(_ job: Job, _ sequence: UInt64) {
+            switch job {
+            case .journal(let line, let afterFiles):
+                if afterFiles { finalJournal.append((sequence, line)) } else { earlyJournal.append((sequence, line)) }
+            case .makeDirectory(let path):
+                directories.append((sequence, path))
+            case .append(let path, let bytes):
+                if appends[path] == nil {
+                    appendOrder.append(path)
+                    appends[path] = (sequence, bytes)
+                } else {
+                    appends[path]!.bytes.append(contentsOf: bytes)
+                }
+            case .replace(let path, let content):
+                // The last version wins; it carries the newest batch, which its durability waits for.
+                if replaces[path] != nil { replaceOrder.removeAll { $0 == path } }
+                replaceOrder.append(path)
+                replaces[path] = (sequence, content)
+            }
+        }
     }
 
-    /// Writes the jobs that failed for lack of space earlier, then `jobs`; returns the
-    /// failures of `jobs` (a retry that fails again is not reported twice). Jobs that fail
-    /// for lack of space are kept and tried again with the next batch, or after
-    /// `retryIntervalMs`: a full disk delays files, it does not lose them.
-    private func write(_ jobs: [Job]) -> [FileError] {
-        let retries = retained
+    private func write(_ batches: [(sequence: UInt64, jobs: [Job])]) {
+        var round = Round()
+        for kept in retained { round.add(kept.job, kept.sequence) }
         retained = []
-        retainedAppendBytes = 0
-        var freshPaths: Set<String> = []
-        for job in jobs {
-            switch job {
-            case .makeDirectory(let path), .append(let path, _), .replace(let path, _): freshPaths.insert(path)
-            }
+        var retainedAppendBytes = 0
+        let fresh = batches.isEmpty ? nil : batches.first!.sequence...batches.last!.sequence
+        for batch in batches {
+            for job in batch.jobs { round.add(job, batch.sequence) }
         }
         var failures: [FileError] = []
-        func failed(_ error: FileError, retry job: Job?) {
-            if freshPaths.contains(error.path) || job.map({ freshPaths.contains($0.path) }) == true { failures.append(error) }
-            guard let job, FileSystem.isLackOfSpace(error) else { return }
+        var missingFolders: Set<String> = []
+        /// Records a failure (once: a retry that fails again is not reported twice) and keeps
+        /// the job for later when the disk was full.
+        func failed(_ error: FileError, _ job: Job, _ sequence: UInt64) {
+            if fresh?.contains(sequence) == true { failures.append(error) }
+            let waitsForAFolder = error.code == ENOENT && missingFolders.contains(FileSystem.dirname(of: job.path))
+            guard FileSystem.isLackOfSpace(error) || waitsForAFolder else { return }
             if case .append(_, let bytes) = job {
                 // Kept within a bound, so a worker flooding a full disk cannot grow drover's memory.
                 guard retainedAppendBytes + bytes.count <= Self.maxRetainedAppendBytes else {
@@ -149,45 +192,47 @@ final class FileWriter: @unchecked Sendable {
                 }
                 retainedAppendBytes += bytes.count
             }
-            retained.append(job)
+            retained.append(Retained(sequence: sequence, job: job))
         }
-        var appendOrder: [String] = []
-        var appends: [String: [UInt8]] = [:]
-        var replaceOrder: [String] = []
-        var replaces: [String: @Sendable () -> [UInt8]] = [:]
-        for job in retries + jobs {
-            switch job {
-            case .makeDirectory(let path):
-                do { try FileSystem.makeDirectories(path) } catch { failed(error, retry: job) }
-            case .append(let path, let bytes):
-                if appends[path] == nil {
-                    appendOrder.append(path)
-                    appends[path] = bytes
-                } else {
-                    appends[path]!.append(contentsOf: bytes)
-                }
-            case .replace(let path, let content):
-                if replaces[path] != nil { replaceOrder.removeAll { $0 == path } }
-                replaceOrder.append(path)
-                replaces[path] = content
+
+        // 1. What must be durable before a worker starts.
+        if !round.earlyJournal.isEmpty {
+            if let error = appendJournal(round.earlyJournal.flatMap(\.1)) {
+                for (sequence, line) in round.earlyJournal { failed(error, .journal(line: line, afterFiles: false), sequence) }
             }
         }
-        for path in appendOrder {
-            do { try FileSystem.append(path, appends[path]!) } catch { failed(error, retry: .append(path: path, bytes: appends[path]!)) }
+        let last = batches.last?.sequence
+        let earliestUnjournaled = retained.map(\.sequence).min()
+        lock.withLock {
+            if let last { progress.journaled = max(progress.journaled, last) }
+            if let earliestUnjournaled { progress.journaled = min(progress.journaled, earliestUnjournaled - 1) }
         }
-        // Write every replacement under a temporary name, make them durable together, then
-        // rename them in the order they were asked for. A few files are synced one by one;
-        // past that one syncfs is cheaper (measured: under load, per-file fdatasync doubled
-        // the completion latency, since every one of them waits for a journal commit).
-        let syncEach = durable && replaceOrder.count < 4
+        if !round.earlyJournal.isEmpty { notify() }
+
+        // 2. Folders and appends.
+        for (sequence, path) in round.directories {
+            do { try FileSystem.makeDirectories(path) } catch {
+                missingFolders.insert(path)
+                failed(error, .makeDirectory(path), sequence)
+            }
+        }
+        for path in round.appendOrder {
+            let (sequence, bytes) = round.appends[path]!
+            do { try FileSystem.append(path, bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
+        }
+
+        // 3. Replacements: a few files are synced one by one; past that one syncfs is cheaper
+        // (measured: under load, per-file fdatasync doubled the completion latency).
+        let syncEach = durable && round.replaceOrder.count < 4
         var written: [String] = []
-        for path in replaceOrder {
+        for path in round.replaceOrder {
+            let (sequence, content) = round.replaces[path]!
             do {
-                try FileSystem.writeFile(path + ".tmp", replaces[path]!(), sync: syncEach)
+                try FileSystem.writeFile(path + ".tmp", content(), sync: syncEach)
                 written.append(path)
             } catch {
                 unlink(path + ".tmp")  // no half-written file is left beside the old one
-                failed(error, retry: .replace(path: path, content: replaces[path]!))
+                failed(error, .replace(path: path, content: content), sequence)
             }
         }
         if durable && !syncEach && !written.isEmpty {
@@ -200,9 +245,43 @@ final class FileWriter: @unchecked Sendable {
         for path in written where rename(path + ".tmp", path) != 0 {
             let error = FileError(path: path, operation: "rename into", code: errno)
             unlink(path + ".tmp")
-            failed(error, retry: .replace(path: path, content: replaces[path]!))
+            let (sequence, content) = round.replaces[path]!
+            failed(error, .replace(path: path, content: content), sequence)
         }
-        return failures
+
+        // 4. Ends, once the files that show them are in place.
+        let blocked = retained.map(\.sequence).min()
+        let finalLines = round.finalJournal.filter { blocked == nil || $0.0 < blocked! }
+        let waiting = round.finalJournal.filter { blocked != nil && $0.0 >= blocked! }
+        if !finalLines.isEmpty, let error = appendJournal(finalLines.flatMap(\.1)) {
+            for (sequence, line) in finalLines { failed(error, .journal(line: line, afterFiles: true), sequence) }
+        }
+        // An end whose batch still waits for room waits with it, in order.
+        for (sequence, line) in waiting { retained.append(Retained(sequence: sequence, job: .journal(line: line, afterFiles: true))) }
+
+        let earliestRetained = retained.map(\.sequence).min()
+        lock.withLock {
+            if let last { progress.attempted = max(progress.attempted, last) }
+            progress.durable = earliestRetained.map { $0 - 1 } ?? progress.attempted
+            progress.errors.append(contentsOf: failures)
+            if let fresh, !failures.isEmpty { progress.failedBatches.append((fresh, failures)) }
+        }
+        notify()
+    }
+
+    /// Appends to events.jsonl all or nothing, synced when durable; the error, or nil.
+    private func appendJournal(_ bytes: [UInt8]) -> FileError? {
+        if journalFD < 0 {
+            journalFD = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            guard journalFD >= 0 else { return FileError(path: journalPath, operation: "open", code: errno) }
+        }
+        do {
+            try FileSystem.appendAll(journalFD, bytes, path: journalPath)
+        } catch {
+            return error
+        }
+        if durable && fdatasync(journalFD) != 0 { return FileError(path: journalPath, operation: "sync", code: errno) }
+        return nil
     }
 }
 
@@ -210,6 +289,7 @@ extension FileWriter.Job {
     var path: String {
         switch self {
         case .makeDirectory(let path), .append(let path, _), .replace(let path, _): path
+        case .journal: "events.jsonl"
         }
     }
 }

@@ -4,23 +4,57 @@ import Glibc
 
 /// The files of SPEC section 6 under one root (a state folder or a `drover run` results
 /// folder). Writes made during a loop iteration are collected and handed to the writer
-/// thread as one batch at the end of it; `whenWritten` runs an action on the loop once
-/// everything asked for so far is on disk.
+/// thread as one batch at the end of it. Three moments of a batch can be waited for, each
+/// on the loop: its journal lines that are not ends are durable (`whenJournaled`: a worker
+/// may start), it was written (`whenWritten`, with what failed), and all of it is on disk
+/// (`whenDurable`: only then is a state change reported).
+///
+/// It also counts, per task, the bytes handed over but not yet written, so the supervisor
+/// can stop reading a worker whose output outpaces the disk (SPEC 16.5).
 public final class ResultStore {
     public let root: String
     private let writer: FileWriter
+    private let loop: EventLoop
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private let beforePoll: UnsafeMutablePointer<uv_prepare_t>
     private let afterPoll: UnsafeMutablePointer<uv_check_t>
     private var batch: [FileWriter.Job] = []
-    private var batchWaiters: [([FileError]) -> Void] = []
-    private var waiters: [(sequence: UInt64, action: ([FileError]) -> Void)] = []
+    private var batchOwners: [String: Int] = [:]
     private var closed = false
+
+    /// Actions waiting for the batch being collected, then for a submitted one.
+    private struct Waiters<Action> {
+        var collecting: [Action] = []
+        var submitted: [(sequence: UInt64, action: Action)] = []
+
+        var isEmpty: Bool { collecting.isEmpty && submitted.isEmpty }
+
+        mutating func commit(_ sequence: UInt64) {
+            for action in collecting { submitted.append((sequence, action)) }
+            collecting = []
+        }
+
+        mutating func take(through sequence: UInt64) -> [(sequence: UInt64, action: Action)] {
+            let count = submitted.prefix { $0.sequence <= sequence }.count
+            defer { submitted.removeFirst(count) }
+            return Array(submitted.prefix(count))
+        }
+    }
+
+    private var journalWaiters = Waiters<() -> Void>()
+    private var writeWaiters = Waiters<([FileError]) -> Void>()
+    private var durableWaiters = Waiters<() -> Void>()
+    private var ownerBatches: [(sequence: UInt64, bytes: [String: Int])] = []
+    private var unwritten: [String: Int] = [:]
 
     /// Called on the loop with every write that failed (a full disk, say).
     public var onWriteError: (FileError) -> Void = { error in
         writeStandardError("drover: \(error)\n")
     }
+
+    /// A task's unwritten bytes fell to `drainedBelow` or less (from above it).
+    public var onDrained: (String) -> Void = { _ in }
+    public var drainedBelow = 4 << 20
 
     /// Opens (creating) the root. `durable: false` skips the syncs (tests, scratch runs).
     public init(loop: EventLoop, root: String, durable: Bool = true) throws(FileError) {
@@ -28,11 +62,12 @@ public final class ResultStore {
         try FileSystem.makeDirectories(root + "/tasks")
         try FileSystem.makeDirectories(root + "/sessions")
         self.root = root
+        self.loop = loop
         wakeup = allocateHandle(uv_async_t.self)
         beforePoll = allocateHandle(uv_prepare_t.self)
         afterPoll = allocateHandle(uv_check_t.self)
         let asyncHandle = SendableHandle(pointer: UnsafeMutableRawPointer(wakeup))
-        writer = FileWriter(syncRoot: root, durable: durable) {
+        writer = FileWriter(syncRoot: root, journalPath: root + "/events.jsonl", durable: durable) {
             uv_async_send(asyncHandle.pointer.assumingMemoryBound(to: uv_async_t.self))
         }
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -93,30 +128,47 @@ public final class ResultStore {
         batch.append(.replace(path: resultFile(taskID)) { bytes })
     }
 
-    public func append(_ path: String, _ bytes: [UInt8]) {
+    /// Appends to a file; `owner` is the task whose output it is (counted until written).
+    public func append(_ path: String, _ bytes: [UInt8], owner: String? = nil) {
         batch.append(.append(path: path, bytes: bytes))
+        if let owner {
+            batchOwners[owner, default: 0] += bytes.count
+            unwritten[owner, default: 0] += bytes.count
+        }
     }
 
-    public func appendEvent(_ snapshot: TaskSnapshot, atMs: Int64) {
-        var line: [UInt8] = []
-        let event: JSONObject = [
-            "t": .number(Double(atMs)), "task_id": .string(snapshot.id), "session_id": .string(snapshot.sessionID),
-            "status": .string(snapshot.status.rawValue), "reason": JSONValue(snapshot.reason?.rawValue),
-        ]
-        JSONWriter.writeObject(event, into: &line)
-        line.append(0x0A)
-        append(eventsFile, line)
+    /// A line of events.jsonl. An end, or a line that must follow the batch's files (a
+    /// queued task whose task.json it announces), is written after them; anything else
+    /// before them, synced, so a worker can start on it.
+    public func appendEvent(_ event: TaskEvent, afterFiles: Bool = false) {
+        batch.append(.journal(line: event.line, afterFiles: afterFiles || event.status.isTerminal))
     }
 
-    /// Runs `action` on the loop once every write requested so far has been done.
+    /// Bytes of `owner` handed to the store and not yet written.
+    public func unwrittenBytes(of owner: String) -> Int { unwritten[owner] ?? 0 }
+
+    /// Runs `action` on the loop once every journal line so far that is not an end is durable.
+    public func whenJournaled(_ action: @escaping () -> Void) {
+        journalWaiters.collecting.append(action)
+        uv_ref(asHandle(wakeup))
+    }
+
+    /// Runs `action` on the loop once every write requested so far has been tried.
     public func whenWritten(_ action: @escaping () -> Void) {
         whenWritten { (_: [FileError]) in action() }
     }
 
-    /// The same, telling which writes of the action's own batch failed (none: all of them,
-    /// and everything before them, are on disk).
+    /// The same, telling which writes of the action's own batch failed (none: all of them
+    /// are written).
     public func whenWritten(_ action: @escaping ([FileError]) -> Void) {
-        batchWaiters.append(action)
+        writeWaiters.collecting.append(action)
+        uv_ref(asHandle(wakeup))
+    }
+
+    /// Runs `action` once every write requested so far, and everything before it, is on disk
+    /// (after a full disk, only once there was room for all of it).
+    public func whenDurable(_ action: @escaping () -> Void) {
+        durableWaiters.collecting.append(action)
         uv_ref(asHandle(wakeup))
     }
 
@@ -124,30 +176,51 @@ public final class ResultStore {
     /// whose progress changed, once per batch rather than once per frame).
     public var beforeCommit: () -> Void = {}
 
+    private var hasWaiters: Bool { !journalWaiters.isEmpty || !writeWaiters.isEmpty || !durableWaiters.isEmpty }
+
     /// Hands the collected batch to the writer thread.
     public func commit() {
         beforeCommit()
-        guard !batch.isEmpty || !batchWaiters.isEmpty, !closed else { return }
+        let waiting = !journalWaiters.collecting.isEmpty || !writeWaiters.collecting.isEmpty || !durableWaiters.collecting.isEmpty
+        guard !batch.isEmpty || waiting, !closed else { return }
         let sequence = writer.submit(batch)
         batch = []
-        for action in batchWaiters { waiters.append((sequence, action)) }
-        batchWaiters = []
+        if !batchOwners.isEmpty {
+            ownerBatches.append((sequence, batchOwners))
+            batchOwners = [:]
+        }
+        journalWaiters.commit(sequence)
+        writeWaiters.commit(sequence)
+        durableWaiters.commit(sequence)
     }
 
     private func collectProgress() {
-        let (completed, errors, failedBatches) = writer.takeProgress()
-        for error in errors { onWriteError(error) }
-        var ready: [(([FileError]) -> Void, [FileError])] = []
-        while let first = waiters.first, first.sequence <= completed {
-            let failures = failedBatches.filter { $0.0.contains(first.sequence) }.flatMap(\.1)
-            ready.append((first.action, failures))
-            waiters.removeFirst()
+        let progress = writer.takeProgress()
+        for error in progress.errors { onWriteError(error) }
+        let journaled = journalWaiters.take(through: progress.journaled)
+        let written = writeWaiters.take(through: progress.attempted)
+        let durable = durableWaiters.take(through: progress.durable)
+        var drained: [String] = []
+        while let first = ownerBatches.first, first.sequence <= progress.attempted {
+            ownerBatches.removeFirst()
+            for (owner, bytes) in first.bytes {
+                let before = unwritten[owner] ?? 0
+                let after = before - bytes
+                unwritten[owner] = after > 0 ? after : nil
+                if before > drainedBelow && after <= drainedBelow { drained.append(owner) }
+            }
         }
-        if waiters.isEmpty && batchWaiters.isEmpty { uv_unref(asHandle(wakeup)) }
-        for (action, failures) in ready { action(failures) }
+        if !hasWaiters { uv_unref(asHandle(wakeup)) }
+        for (_, action) in journaled { action() }
+        for (sequence, action) in written {
+            action(progress.failedBatches.filter { $0.0.contains(sequence) }.flatMap(\.1))
+        }
+        for owner in drained { onDrained(owner) }
+        for (_, action) in durable { action() }
     }
 
-    /// Writes everything still pending and stops the writer thread. Waiting actions run.
+    /// Writes everything still pending and stops the writer thread. Waiting actions run for
+    /// what got written.
     public func close() {
         guard !closed else { return }
         commit()

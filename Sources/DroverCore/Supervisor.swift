@@ -1,65 +1,46 @@
 import DroverWire
 import Glibc
 
-/// A task in the table: its recorded state, how to run it, and while it runs, its run.
-final class SupervisedTask {
-    var snapshot: TaskSnapshot
-    let agent: AgentConfig
-    let arguments: [String]
-    let timers: ResolvedTimers
-    let breaker: BreakerSettings
-    let limits: ResourceLimits
-    let env: [String: String]
-    let cwd: String
-    /// The cwd is a fresh folder that drover creates before the start.
-    let cwdIsPrivate: Bool
-    let resume: Bool
-    let poolAssignment: PoolAssignment
-    var grant: SlotGrant?
-    var queuedTimer: LoopTimer?
-    var run: TaskRun?
-    /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
-    var cgroup: String?
-    /// Its folder has been asked for (it is made with the batch of its first file).
-    var hasFolder = false
+/// How a supervisor records what its tasks do: the daemon and `drover run` differ.
+public struct PersistencePolicy: Sendable {
+    /// Whether a queued task gets its folder and task.json at once, and joins its pool's
+    /// queue only once they are on disk. The daemon needs this: its restart queues pending
+    /// tasks again from their task.json, and it acknowledges a launch only when it is
+    /// durable. `drover run` queues again from its manifest (`--resume`), so its rows' files
+    /// appear when they leave the queue, which spares a folder, a file and a rename per row
+    /// while the batch runs. events.jsonl records the pending state either way.
+    public var recordsQueuedTasks: Bool
+    /// How long a started task runs before its running task.json is written; nil writes it
+    /// at once (the daemon: `status` reads it). A row that ends sooner goes from no
+    /// task.json straight to its final one.
+    public var runningFileDelayMs: Int?
 
-    init(snapshot: TaskSnapshot, agent: AgentConfig, arguments: [String], timers: ResolvedTimers, breaker: BreakerSettings,
-         limits: ResourceLimits, env: [String: String], cwd: String, cwdIsPrivate: Bool, resume: Bool, pool: PoolAssignment)
-    {
-        self.limits = limits
-        self.snapshot = snapshot
-        self.agent = agent
-        self.arguments = arguments
-        self.timers = timers
-        self.breaker = breaker
-        self.cwdIsPrivate = cwdIsPrivate
-        self.env = env
-        self.cwd = cwd
-        self.resume = resume
-        poolAssignment = pool
-    }
+    public static let daemon = PersistencePolicy(recordsQueuedTasks: true, runningFileDelayMs: nil)
+    public static let batch = PersistencePolicy(recordsQueuedTasks: false, runningFileDelayMs: 100)
 }
 
-/// The supervisor: the task table and its state machine (SPEC section 2), the slot pools,
-/// and the runs of the tasks that hold a slot. Everything here happens on the loop thread.
-/// Data flows one way: spawn → frames → state machine → store → reports.
+/// The supervisor: the one task table, the slot pools, and the drivers of the tasks.
+/// Everything here happens on the loop thread. Data flows one way: spawn → events →
+/// lifecycle → effects → store → reports.
 public final class Supervisor {
     public let loop: EventLoop
     public let config: DroverConfig
     public let store: ResultStore
     public let launch: WorkerLaunch
+    public let policy: PersistencePolicy
     /// Where tasks without a `cwd` run.
     public var workingDirectory: String
-    /// Whether a queued task gets its folder and task.json at once. The daemon needs them
-    /// to queue its pending tasks again after a restart. `drover run` queues again from its
-    /// manifest (`--resume`), so it turns this off: a row's files then appear when it
-    /// leaves the queue, which spares a folder, a file and a rename per row on the disk
-    /// while the batch runs. events.jsonl records the pending state either way.
-    public var writesQueuedTasks = true
-    /// How long a started task runs before its running task.json is written; nil writes it
-    /// at once (the daemon, whose restart reads it to find the task's process). `drover run`
-    /// sets this: a row that ends sooner goes from no task.json straight to its final one.
-    public var runningFileDelayMs: Int?
+    let pools: SlotPools
+    private var tasks: [String: TaskDriver] = [:]
+    /// Every task id, oldest first, and each session's.
+    private var order: [String] = []
+    private var sessions: [String: [String]] = [:]
+    private var dirty: Set<String> = []
+    private var granted: [SlotGrant] = []
+    private var startingGranted = false
+    private var draining = false
+    /// Tasks holding a slot.
+    private var running: Set<String> = []
     /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
     private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
     private var unwrittenStartHead = 0
@@ -68,13 +49,6 @@ public final class Supervisor {
         timer.unref()
         return timer
     }()
-    let pools: SlotPools
-    private var tasks: [String: SupervisedTask] = [:]
-    private var dirty: Set<String> = []
-    private var granted: [SlotGrant] = []
-    private var startingGranted = false
-    private var draining = false
-    private var running: Set<String> = []
 
     /// Every state change, in order, once its files are on disk (terminal ones only after
     /// the child is reaped too).
@@ -93,20 +67,50 @@ public final class Supervisor {
     /// Every transcript line as it is recorded (for following a task's log live).
     public var onTranscriptLine: ((String, [UInt8]) -> Void)?
 
-    public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, workingDirectory: String = FileSystem.currentDirectory()) {
+    public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, policy: PersistencePolicy = .daemon,
+                workingDirectory: String = FileSystem.currentDirectory())
+    {
         self.loop = loop
         self.config = config
         self.store = store
         self.launch = launch
+        self.policy = policy
         self.workingDirectory = workingDirectory
         pools = SlotPools(globalLimit: config.globalConcurrency)
         store.beforeCommit = { [weak self] in self?.writeDirtyTasks() }
+        store.drainedBelow = config.maxBufferedBytes / 2
+        store.onDrained = { [weak self] id in self?.tasks[id]?.outputDrained() }
     }
+
+    func now() -> Moment { Moment(monotonicMs: loop.nowMs, wallMs: Clock.wallMs()) }
 
     // MARK: queries
 
-    public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.snapshot }
-    /// Tasks whose worker was started and has not ended.
+    /// A task's record as it is now (live progress included).
+    public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.record }
+
+    /// A task as clients may see it: live while it runs, but an end only once it is reported
+    /// (its files are durable) — until then, the state reported before.
+    public func view(_ taskID: String) -> TaskSnapshot? {
+        guard let task = tasks[taskID] else { return nil }
+        if task.record.status.isTerminal, let published = task.published, !published.status.isTerminal {
+            var shown = published
+            shown.progress = task.record.progress
+            return shown
+        }
+        return task.record
+    }
+
+    /// Every task id, oldest first.
+    public var taskIDs: [String] { order }
+
+    /// A session's tasks, oldest first; nil for an unknown session.
+    public func taskIDs(inSession session: String) -> [String]? { sessions[session] }
+
+    /// The request a task was made from (to continue its session, or run it again).
+    public func request(of taskID: String) -> TaskRequest? { tasks[taskID]?.request }
+
+    /// Tasks holding a slot (started, or about to start).
     public var runningCount: Int { running.count }
     public var pendingCount: Int { pools.totalWaiting }
     /// Slots in use and waiters, per pool.
@@ -114,32 +118,90 @@ public final class Supervisor {
     /// Slots in use under the global cap (every pool's together).
     public var slotsInUse: Int { pools.totalRunning }
 
+    /// Ids of tasks that have not ended, oldest first.
+    public var openTaskIDs: [String] { order.filter { tasks[$0].map { !$0.record.status.isTerminal } ?? false } }
+
     // MARK: submit
 
-    /// Queues a task; it starts at once when its pool has a free slot.
+    /// Queues a task. With the daemon's policy it joins its pool's queue once its task.json
+    /// is on disk, and `whenRecorded` says whether that worked: on a failure the task is
+    /// cancelled and never starts. Otherwise it joins at once.
+    /// `reusing` gives it the identity of a task that was queued and never started (a batch
+    /// row of an earlier run).
     @discardableResult
-    public func submit(_ request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
-        var id = TaskIdentifiers.newTaskID()
-        while tasks[id] != nil || FileSystem.exists(store.taskDirectory(id)) { id = TaskIdentifiers.newTaskID() }
-        let task = try makeTask(request, id: id, sessionID: request.sessionID ?? TaskIdentifiers.newSessionID(), createdMs: Clock.wallMs())
-        persist(task, writingTaskFile: writesQueuedTasks)
-        enqueue(task)
-        return task.snapshot
+    public func submit(_ request: TaskRequest, journalTags: JSONObject = [:], reusing identity: TaskIdentity? = nil,
+                       whenRecorded: ((FileError?) -> Void)? = nil) throws(SubmitError) -> TaskSnapshot
+    {
+        var id = identity?.id ?? TaskIdentifiers.newTaskID()
+        while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
+        let task = try makeTask(request, id: id, sessionID: identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID(),
+                                createdMs: identity?.createdMs ?? Clock.wallMs(), journalTags: journalTags)
+        if identity != nil { task.hasFolder = FileSystem.isDirectory(store.taskDirectory(id)) }
+        persist(task, writingTaskFile: policy.recordsQueuedTasks)
+        guard policy.recordsQueuedTasks else {
+            admit(task)
+            whenRecorded?(nil)
+            return task.record
+        }
+        let folder = store.taskDirectory(id)
+        store.whenWritten { [weak self, weak task] (failures: [FileError]) in
+            guard let self, let task else { return }
+            if let failure = failures.first(where: { $0.path.hasPrefix(folder) }) {
+                self.cancel(id, reason: .user, message: "not launched: \(failure)")
+                whenRecorded?(failure)
+            } else {
+                self.admit(task)
+                whenRecorded?(nil)
+            }
+        }
+        return task.record
     }
 
     /// Queues again a task that was pending when an earlier supervisor stopped, keeping its
     /// id, session and creation time. Its task.json is already on disk.
     @discardableResult
     public func restore(pending snapshot: TaskSnapshot, request: TaskRequest) throws(SubmitError) -> TaskSnapshot {
-        let task = try makeTask(request, id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs)
+        let task = try makeTask(request, id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs, base: snapshot)
         task.hasFolder = true
-        enqueue(task)
-        return task.snapshot
+        task.published = task.record
+        admit(task)
+        return task.record
     }
 
-    private func makeTask(_ request: TaskRequest, id: String, sessionID: String, createdMs: Int64) throws(SubmitError) -> SupervisedTask {
+    /// Takes into the table a task that ended under an earlier supervisor (read back from
+    /// its folder), so that it can be shown and its session continued.
+    public func adopt(ended snapshot: TaskSnapshot, request: TaskRequest?) {
+        guard tasks[snapshot.id] == nil else { return }
+        let agent = request.flatMap { $0.agent.flatMap { config.agents[$0] } } ?? DroverConfig.commandAgent
+        let plan = TaskPlan(agent: agent, arguments: [], env: [:], cwd: workingDirectory, cwdIsPrivate: false, limits: ResourceLimits(),
+                            pool: PoolAssignment(id: snapshot.pool, limit: 0))
+        let lifecycle = TaskLifecycle(ended: snapshot, settings: LifecycleSettings(timers: TimerSettings().resolved, workdir: workingDirectory))
+        let task = TaskDriver(supervisor: self, lifecycle: lifecycle, plan: plan, request: request)
+        task.hasFolder = true
+        task.published = snapshot
+        insert(task)
+    }
+
+    /// The record a request would get under this identity, without queuing anything.
+    func plannedRecord(for request: TaskRequest, identity: TaskIdentity) throws(SubmitError) -> TaskSnapshot {
+        try plan(request, id: identity.id, sessionID: identity.sessionID, createdMs: identity.createdMs, base: nil).record
+    }
+
+    private func makeTask(_ request: TaskRequest, id: String, sessionID: String, createdMs: Int64, base: TaskSnapshot? = nil,
+                          journalTags: JSONObject = [:]) throws(SubmitError) -> TaskDriver
+    {
+        let planned = try plan(request, id: id, sessionID: sessionID, createdMs: createdMs, base: base)
+        let task = TaskDriver(supervisor: self, lifecycle: TaskLifecycle(record: planned.record, settings: planned.settings, now: now()),
+                              plan: planned.plan, request: request, journalTags: journalTags)
+        insert(task)
+        return task
+    }
+
+    private func plan(_ request: TaskRequest, id: String, sessionID: String, createdMs: Int64, base: TaskSnapshot?) throws(SubmitError)
+        -> (record: TaskSnapshot, settings: LifecycleSettings, plan: TaskPlan)
+    {
         let agent: AgentConfig
-        var arguments: [String]
+        let arguments: [String]
         if let command = request.command {
             guard !command.isEmpty else { throw .emptyCommand }
             agent = DroverConfig.commandAgent
@@ -158,44 +220,53 @@ public final class Supervisor {
         let pool = config.pool(provider: provider, model: model, key: key)
         let privateFolder = request.workdirPerTask ?? agent.workdirPerTask
         let cwd = privateFolder ? store.taskDirectory(id) + "/work" : FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
-        var snapshot = TaskSnapshot(
+        var snapshot = base ?? TaskSnapshot(
             id: id, sessionID: sessionID, agent: agent.name, provider: provider, model: model, key: key,
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
             prompt: request.prompt, createdMs: createdMs, ttlMs: timers.taskTtl, pool: pool.id)
-        snapshot.extra = request.extra
-        var kept = request
-        kept.cwd = cwd
-        snapshot.extra["request"] = .object(kept.json())
+        if base == nil {
+            snapshot.extra = request.extra
+            var kept = request
+            kept.cwd = cwd
+            snapshot.extra["request"] = .object(kept.json())
+        }
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
-        let breaker = request.breaker.over(agent.breaker.over(config.breaker))
-        let task = SupervisedTask(snapshot: snapshot, agent: agent, arguments: arguments, timers: timers, breaker: breaker,
-                                  limits: request.limits.over(agent.limits), env: env,
-                                  cwd: cwd, cwdIsPrivate: privateFolder, resume: request.resume, pool: pool)
-        tasks[id] = task
-        return task
+        let breaker = request.breaker.over(agent.breaker.over(config.breaker)).resolved
+        let limits = request.limits.over(agent.limits)
+        let raw = agent.workerProtocol == .raw
+        let settings = LifecycleSettings(
+            timers: timers, maxToolCalls: breaker.maxToolCalls, maxRepeatedToolCalls: breaker.maxRepeatedToolCalls,
+            maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
+            resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
+            resultPath: store.resultFile(id))
+        let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool)
+        return (snapshot, settings, plan)
     }
 
-    private func enqueue(_ task: SupervisedTask) {
-        let id = task.snapshot.id
-        if let grant = pools.request(taskID: id, in: task.poolAssignment) {
-            startGranted([grant])
-        } else if task.timers.queuedTtl > 0 {
-            let timers = task.timers
-            let timer = LoopTimer(loop: loop)
-            timer.start(after: timers.queuedTtl) { [weak self] in
-                self?.cancel(id, reason: .queuedTtl, message: "waited longer than queuedTtl \(DurationText.format(milliseconds: timers.queuedTtl)) for a slot")
-            }
-            task.queuedTimer = timer
-        }
+    private func insert(_ task: TaskDriver) {
+        tasks[task.id] = task
+        order.append(task.id)
+        sessions[task.record.sessionID, default: []].append(task.id)
+    }
+
+    /// The task joins its pool's queue; it starts at once when the pool has a free slot.
+    private func admit(_ task: TaskDriver) {
+        guard !task.record.status.isTerminal else { return }
+        task.feed(.admitted)
+        if let grant = pools.request(taskID: task.id, in: task.plan.pool) { startGranted([grant]) }
     }
 
     // MARK: a running session
 
-    /// Sends a follow-up prompt to a running framed worker.
+    /// Sends a follow-up prompt to a running framed worker, unless it has left more than
+    /// maxBufferedBytes of earlier input unread.
     public func deliverPrompt(_ taskID: String, text: String) -> PromptDelivery {
-        guard let run = tasks[taskID]?.run else { return .notRunning }
-        return run.deliver(prompt: text)
+        guard let task = tasks[taskID], task.lifecycle.acceptsPrompts, let queued = task.queuedInputBytes else { return .notRunning }
+        let limit = config.maxBufferedBytes
+        guard queued + text.utf8.count <= limit else { return .backlogFull(queuedBytes: queued, limit: limit) }
+        task.feed(.prompt(text))
+        return .delivered
     }
 
     /// Stops starting tasks: pending ones stay pending (for the next supervisor).
@@ -206,30 +277,21 @@ public final class Supervisor {
     // MARK: cancel
 
     /// Cancels a pending task at once, or a running one (it is reported cancelled once its
-    /// process group is reaped). Returns false when the task is unknown or already ended.
+    /// process group is reaped). True only when this call cancelled it: false when the task
+    /// is unknown, has ended, or its end is already decided.
     @discardableResult
     public func cancel(_ taskID: String, reason: TaskReason = .user, message: String? = nil) -> Bool {
-        guard let task = tasks[taskID], !task.snapshot.status.isTerminal else { return false }
-        if let run = task.run {
-            return run.decide(Outcome(reason, message: message ?? "cancelled (\(reason.rawValue))"))
-        }
-        guard task.snapshot.status == .pending else { return false }
-        pools.withdraw(taskID: taskID)
-        end(task, Outcome(reason, message: message ?? "cancelled while pending (\(reason.rawValue))"))
+        guard let task = tasks[taskID], task.lifecycle.isCancellable else { return false }
+        task.feed(.cancel(reason, message: message))
         return true
-    }
-
-    /// Ids of tasks that have not ended, oldest first.
-    public var openTaskIDs: [String] {
-        tasks.values.filter { !$0.snapshot.status.isTerminal }.sorted { $0.snapshot.createdMs < $1.snapshot.createdMs }.map(\.snapshot.id)
     }
 
     /// Cancels every task that has not ended: pending ones first, so that slots freed by
     /// running ones are not handed to them.
     public func cancelAll(reason: TaskReason = .user, message: String? = nil) {
-        let open = tasks.values.filter { !$0.snapshot.status.isTerminal }.sorted { $0.snapshot.createdMs < $1.snapshot.createdMs }
-        for task in open where task.snapshot.status == .pending { cancel(task.snapshot.id, reason: reason, message: message) }
-        for task in open where task.snapshot.status == .running { cancel(task.snapshot.id, reason: reason, message: message) }
+        let open = openTaskIDs
+        for id in open where tasks[id]?.record.status == .pending { cancel(id, reason: reason, message: message) }
+        for id in open { cancel(id, reason: reason, message: message) }
     }
 
     // MARK: starting
@@ -242,117 +304,123 @@ public final class Supervisor {
         startingGranted = true
         while !granted.isEmpty {
             let grant = granted.removeFirst()
-            guard !draining else { continue }
-            if let task = tasks[grant.taskID] { start(task, grant) }
+            guard !draining, let task = tasks[grant.taskID] else { continue }
+            task.grant = grant
+            running.insert(task.id)
+            task.feed(.slotGranted(slot: grant.slot))
         }
         startingGranted = false
     }
 
-    private func start(_ task: SupervisedTask, _ grant: SlotGrant) {
-        task.grant = grant
-        task.queuedTimer?.stop()
-        task.queuedTimer = nil
-        task.snapshot.slot = grant.slot
-        let snapshot = task.snapshot
+    /// The attempt starts: its record goes into the journal, and the worker is started only
+    /// once that record is durable (SPEC 16.1).
+    func recordStart(of task: TaskDriver) {
+        if !task.hasFolder {
+            store.makeTaskDirectory(task.id)  // the run's files go in it
+            task.hasFolder = true
+        }
+        store.appendEvent(TaskEvent(task.record, atMs: Clock.wallMs()))
+        store.whenJournaled { [weak task] in task?.feed(.startRecorded) }
+    }
+
+    struct StartedWorker {
+        let child: ChildProcess
+        let cgroup: String?
+    }
+
+    struct SpawnFailure: Error {
+        let message: String
+    }
+
+    /// Builds the worker's command line and environment and starts it.
+    func spawnWorker(for task: TaskDriver) -> Result<StartedWorker, SpawnFailure> {
+        let record = task.record
+        let plan = task.plan
+        let promptFile = store.taskDirectory(record.id) + "/prompt.txt"
+        if plan.cwdIsPrivate {
+            do {
+                try FileSystem.makeDirectories(plan.cwd)
+            } catch {
+                return .failure(SpawnFailure(message: "cannot create the task's working folder: \(error)"))
+            }
+        }
+        if plan.arguments.contains(where: { $0.contains("{prompt_file}") }) {
+            do {
+                try store.createTaskDirectoryNow(record.id)
+                try FileSystem.writeFile(promptFile, Array(record.prompt.utf8))
+            } catch {
+                return .failure(SpawnFailure(message: "cannot write the prompt file: \(error)"))
+            }
+        }
         let values: [String: String] = [
-            "prompt": snapshot.prompt, "prompt_file": store.taskDirectory(snapshot.id) + "/prompt.txt",
-            "task_id": snapshot.id, "session_id": snapshot.sessionID, "agent": snapshot.agent,
-            "provider": snapshot.provider ?? "", "model": snapshot.model ?? "", "workdir": task.cwd,
+            "prompt": record.prompt, "prompt_file": promptFile, "task_id": record.id, "session_id": record.sessionID,
+            "agent": record.agent, "provider": record.provider ?? "", "model": record.model ?? "", "workdir": plan.cwd,
         ]
-        if task.cwdIsPrivate {
-            do {
-                try FileSystem.makeDirectories(task.cwd)
-            } catch {
-                end(task, Outcome(.spawn, message: "cannot create the task's working folder: \(error)"))
-                return
-            }
+        let argv = WorkerLaunch.fillPlaceholders(plan.arguments, values: values)
+        if let index = argv.firstIndex(where: { $0.utf8.contains(0) }) {
+            return .failure(SpawnFailure(message: "cannot start \(argv[0]): argument \(index) holds a NUL byte, which no program can be given"))
         }
-        if task.arguments.contains(where: { $0.contains("{prompt_file}") }) {
-            do {
-                try store.createTaskDirectoryNow(snapshot.id)
-                try FileSystem.writeFile(values["prompt_file"]!, Array(snapshot.prompt.utf8))
-            } catch {
-                end(task, Outcome(.spawn, message: "cannot write the prompt file: \(error)"))
-                return
-            }
-        }
-        let argv = WorkerLaunch.fillPlaceholders(task.arguments, values: values)
         guard let program = launch.locate(argv[0]) else {
-            end(task, Outcome(.spawn, message: "cannot start \(argv[0]): not found beside drover (\(launch.programDirectories.joined(separator: ", "))) or on PATH"))
-            return
+            return .failure(SpawnFailure(message: "cannot start \(argv[0]): not found beside drover (\(launch.programDirectories.joined(separator: ", "))) or on PATH"))
         }
-        guard FileSystem.isDirectory(task.cwd) else {
-            end(task, Outcome(.spawn, message: "cannot start \(argv[0]): its working folder \(task.cwd) does not exist"))
-            return
+        guard FileSystem.isDirectory(plan.cwd) else {
+            return .failure(SpawnFailure(message: "cannot start \(argv[0]): its working folder \(plan.cwd) does not exist"))
         }
         let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
         let environment = launch.childEnvironment(
-            passEnv: task.agent.passEnv, taskEnv: task.env,
+            passEnv: plan.agent.passEnv, taskEnv: plan.env,
             taskVariables: [
-                "DROVER_TASK_ID": snapshot.id, "DROVER_SESSION_ID": snapshot.sessionID, "DROVER_SLOT": String(grant.slot),
-                "DROVER_DEPTH": String(depth), "DROVER_AGENT": snapshot.agent,
+                "DROVER_TASK_ID": record.id, "DROVER_SESSION_ID": record.sessionID, "DROVER_SLOT": String(record.slot ?? 0),
+                "DROVER_DEPTH": String(depth), "DROVER_AGENT": record.agent, "DROVER_ATTEMPT": String(record.attempt),
             ])
-        var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: task.cwd)
-        if !task.limits.isEmpty {
+        var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: plan.cwd)
+        var cgroup: String?
+        if !plan.limits.isEmpty {
             // Limits are set between fork and exec by a helper that then becomes the worker.
             guard let helper = launch.locate("drover-limits") else {
-                end(task, Outcome(.spawn, message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))
-                return
+                return .failure(SpawnFailure(message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))
             }
             spec.executable = helper
-            task.cgroup = TaskCgroups.make(taskID: snapshot.id, limits: task.limits)
-            let joining = task.cgroup.map { ["--cgroup", $0] } ?? []
-            spec.arguments = ["drover-limits"] + joining + task.limits.helperArguments + ["--", program] + argv.dropFirst()
+            cgroup = TaskCgroups.make(taskID: record.id, limits: plan.limits)
+            let joining = cgroup.map { ["--cgroup", $0] } ?? []
+            spec.arguments = ["drover-limits"] + joining + plan.limits.helperArguments + ["--", program] + argv.dropFirst()
         }
-        let child: ChildProcess
         do {
-            child = try ChildProcess.spawn(loop: loop, spec: spec)
+            return .success(StartedWorker(child: try ChildProcess.spawn(loop: loop, spec: spec), cgroup: cgroup))
         } catch {
-            if let folder = task.cgroup { TaskCgroups.remove(folder, loop: loop) }
-            end(task, Outcome(.spawn, message: error.description))
-            return
+            if let cgroup { TaskCgroups.remove(cgroup, loop: loop) }
+            return .failure(SpawnFailure(message: error.description))
         }
-        task.snapshot.status = .running
-        running.insert(snapshot.id)
-        task.snapshot.startedMs = Clock.wallMs()
-        task.snapshot.pid = child.pid
-        onTrace?(snapshot.id, .spawned)
-        if let delay = runningFileDelayMs {
-            persist(task, writingTaskFile: false)  // the folder is made now: the run's files go in it
-            unwrittenStarts.append((snapshot.id, loop.nowMs + UInt64(max(0, delay))))
-            if !startWriteTimer.isActive { startWriteTimer.start(after: delay) { [weak self] in self?.writeDueStarts() } }
-        } else {
-            persist(task)
-        }
-        let run = TaskRun(supervisor: self, task: task, child: child, promptInArguments: WorkerLaunch.usesPrompt(task.arguments))
-        task.run = run
-        run.begin()
     }
 
     // MARK: state changes
 
-    /// The one way into a terminal state. Called once per task: the run's outcome is
-    /// decided once, and a pending task is ended only if it is still pending.
-    func end(_ task: SupervisedTask, _ outcome: Outcome, exitCode: Int? = nil, signal: Int32? = nil) {
-        precondition(!task.snapshot.status.isTerminal, "task \(task.snapshot.id) ended twice")
-        task.queuedTimer?.stop()
-        task.queuedTimer = nil
-        task.snapshot.status = outcome.status
-        task.snapshot.reason = outcome.reason
-        task.snapshot.error = outcome.status == .completed ? nil : outcome.message
-        task.snapshot.endedMs = Clock.wallMs()
-        task.snapshot.exitCode = exitCode
-        task.snapshot.signal = signal
-        if outcome.status == .completed {
-            task.snapshot.resultPath = store.resultFile(task.snapshot.id)
-            store.writeResult(task.snapshot.id, text: outcome.resultText ?? "")
+    /// The worker runs: its running task.json (now, or after `runningFileDelayMs`), and the report.
+    func recordRunning(_ task: TaskDriver) {
+        guard let delay = policy.runningFileDelayMs else { return publishWhenDurable(task, writingTaskFile: true) }
+        unwrittenStarts.append((task.id, loop.nowMs + UInt64(max(0, delay))))
+        if !startWriteTimer.isActive { startWriteTimer.start(after: delay) { [weak self] in self?.writeDueStarts() } }
+        publishWhenDurable(task, writingTaskFile: false)
+    }
+
+    /// The one way into a terminal state, from the lifecycle's `end`: the slot goes back in
+    /// the same turn, the files follow, and the report once they are durable.
+    func finish(_ task: TaskDriver, _ outcome: Outcome) {
+        running.remove(task.id)
+        dirty.remove(task.id)
+        let record = task.record
+        if outcome.status == .completed { store.writeResult(task.id, text: outcome.resultText ?? "") }
+        if !task.hasFolder {
+            store.makeTaskDirectory(task.id)
+            task.hasFolder = true
         }
-        if let data = outcome.resultData { task.snapshot.extra["result_data"] = data }
-        task.run = nil
-        running.remove(task.snapshot.id)
-        dirty.remove(task.snapshot.id)
-        persist(task)
-        onEnded?(task.snapshot)
+        store.writeTask(record)
+        store.appendEvent(TaskEvent(record, atMs: record.endedMs ?? Clock.wallMs()))
+        store.whenDurable { [weak self, weak task] in
+            guard let self, let task else { return }
+            self.publish(task, record)
+        }
+        onEnded?(record)
         if let grant = task.grant {
             task.grant = nil
             startGranted(pools.release(grant))
@@ -360,8 +428,13 @@ public final class Supervisor {
     }
 
     /// The task's worker did something worth showing in task.json; written with the batch.
-    func progressChanged(_ task: SupervisedTask) {
-        dirty.insert(task.snapshot.id)
+    func progressChanged(_ task: TaskDriver) {
+        if task.hasFolder { dirty.insert(task.id) }
+    }
+
+    private func publish(_ task: TaskDriver, _ record: TaskSnapshot) {
+        task.published = record
+        onReport(record)
     }
 
     /// Writes the running task.json of tasks that have run for `runningFileDelayMs` and
@@ -372,7 +445,7 @@ public final class Supervisor {
         while unwrittenStartHead < unwrittenStarts.count, unwrittenStarts[unwrittenStartHead].dueMs <= now {
             let id = unwrittenStarts[unwrittenStartHead].id
             unwrittenStartHead += 1
-            if let task = tasks[id], task.snapshot.status == .running { dirty.insert(id) }
+            if let task = tasks[id], task.record.status == .running { dirty.insert(id) }
         }
         if unwrittenStartHead == unwrittenStarts.count {
             unwrittenStarts.removeAll(keepingCapacity: true)
@@ -389,22 +462,35 @@ public final class Supervisor {
 
     private func writeDirtyTasks() {
         for id in dirty {
-            if let task = tasks[id] { store.writeTask(task.snapshot) }
+            if let task = tasks[id], !task.record.status.isTerminal { store.writeTask(task.record) }
         }
         dirty.removeAll(keepingCapacity: true)
     }
 
-    /// Records a state change: task.json (when `writingTaskFile`; its folder first, made
-    /// once the task leaves the queue even without it), a line in events.jsonl, and a report
-    /// once both are on disk.
-    private func persist(_ task: SupervisedTask, writingTaskFile: Bool = true) {
-        let snapshot = task.snapshot
-        if !task.hasFolder && (writingTaskFile || snapshot.status != .pending) {
-            store.makeTaskDirectory(snapshot.id)
+    /// Records a new task: its journal line, and its folder and task.json when `writingTaskFile`.
+    private func persist(_ task: TaskDriver, writingTaskFile: Bool) {
+        let record = task.record
+        if writingTaskFile {
+            store.makeTaskDirectory(record.id)
             task.hasFolder = true
+            store.writeTask(record)
         }
-        if writingTaskFile { store.writeTask(snapshot) }
-        store.appendEvent(snapshot, atMs: Clock.wallMs())
-        store.whenWritten { [weak self] in self?.onReport(snapshot) }
+        // With its task.json, the line follows the file: a pending line in the journal then
+        // always has its task.json, from which a restart can queue it again.
+        store.appendEvent(TaskEvent(record, atMs: record.createdMs, tags: task.journalTags), afterFiles: writingTaskFile)
+        store.whenDurable { [weak self, weak task] in
+            guard let self, let task, task.published == nil else { return }
+            self.publish(task, record)
+        }
+    }
+
+    /// Writes the record (with its task.json when asked) and reports it once durable.
+    private func publishWhenDurable(_ task: TaskDriver, writingTaskFile: Bool) {
+        let record = task.record
+        if writingTaskFile { store.writeTask(record) }
+        store.whenDurable { [weak self, weak task] in
+            guard let self, let task, !(task.published?.status.isTerminal ?? false) else { return }
+            self.publish(task, record)
+        }
     }
 }

@@ -75,12 +75,19 @@ public enum TaskCgroups {
 
     /// What the task's folder recorded: peak memory, peak process count, and whether the
     /// kernel's OOM killer ran in it.
-    struct Usage {
-        var peakMemoryKiB: Int?
-        var peakProcesses: Int?
-        var oomKills = 0
+    public struct Usage: Sendable, Equatable {
+        public var peakMemoryKiB: Int?
+        public var peakProcesses: Int?
+        public var oomKills = 0
         /// How often a fork in the task was refused at pids.max.
-        var forkRefusals = 0
+        public var forkRefusals = 0
+
+        public init(peakMemoryKiB: Int? = nil, peakProcesses: Int? = nil, oomKills: Int = 0, forkRefusals: Int = 0) {
+            self.peakMemoryKiB = peakMemoryKiB
+            self.peakProcesses = peakProcesses
+            self.oomKills = oomKills
+            self.forkRefusals = forkRefusals
+        }
     }
 
     static func usage(of folder: String) -> Usage {

@@ -26,8 +26,22 @@ public enum TaskReason: String, Sendable {
     }
 }
 
+/// Why a pending task has not started (SPEC section 2): so that "why does my task not
+/// start?" always has an answer.
+public enum WaitReason: String, Sendable, CaseIterable {
+    /// Its pool (or the global cap) has no free slot.
+    case slot
+    /// Backing off before its next attempt.
+    case retry
+    /// Its pool is rate-limited.
+    case cooldown
+    case budget
+    case dependency
+    case cluster
+}
+
 /// How a task ends: decided once, by the first of result, error, timer, cancel or exit.
-public struct Outcome: Sendable {
+public struct Outcome: Sendable, Equatable {
     public var reason: TaskReason
     public var message: String?
     public var resultText: String?
@@ -92,6 +106,10 @@ public struct TaskSnapshot: Sendable {
     public var description: String
     public var prompt: String
     public var status: TaskStatus = .pending
+    /// Why a pending task waits; nil once it has left the queue.
+    public var waitingFor: WaitReason?
+    /// The attempt running or last run (1-based); 0 before the first start.
+    public var attempt = 0
     public var reason: TaskReason?
     public var error: String?
     public var createdMs: Int64
@@ -119,7 +137,8 @@ public struct TaskSnapshot: Sendable {
             "id": .string(id), "session_id": .string(sessionID), "agent": .string(agent),
             "provider": JSONValue(provider), "model": JSONValue(model), "key": .string(key),
             "description": .string(description), "prompt": .string(prompt),
-            "status": .string(status.rawValue), "reason": JSONValue(reason?.rawValue), "error": JSONValue(error),
+            "status": .string(status.rawValue), "waiting_for": JSONValue(waitingFor?.rawValue), "attempt": .number(Double(attempt)),
+            "reason": JSONValue(reason?.rawValue), "error": JSONValue(error),
             "created_at": time(createdMs), "started_at": time(startedMs), "ended_at": time(endedMs),
         ]
         object["duration_ms"] = endedMs != nil ? durationMs.map { .number(Double($0)) } ?? .null : .null
@@ -140,7 +159,7 @@ public struct TaskSnapshot: Sendable {
     }
 
     static let knownKeys: Set<String> = [
-        "id", "session_id", "agent", "provider", "model", "key", "description", "prompt", "status", "reason", "error",
+        "id", "session_id", "agent", "provider", "model", "key", "description", "prompt", "status", "waiting_for", "attempt", "reason", "error",
         "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "result_path",
         "ttl_ms", "pool", "slot",
     ]
@@ -160,6 +179,8 @@ public struct TaskSnapshot: Sendable {
         description = object["description"]?.stringValue ?? ""
         prompt = object["prompt"]?.stringValue ?? ""
         self.status = status
+        waitingFor = object["waiting_for"]?.stringValue.flatMap(WaitReason.init)
+        attempt = object["attempt"]?.intValue ?? 0
         reason = object["reason"]?.stringValue.flatMap(TaskReason.init)
         error = object["error"]?.stringValue
         createdMs = time("created_at") ?? 0

@@ -24,16 +24,9 @@ public struct WorkerLaunch: Sendable {
         return nil
     }
 
-    /// Replaces `{name}` wherever it stands inside each argument.
+    /// Replaces `{name}` wherever it stands inside each argument, in one pass.
     public static func fillPlaceholders(_ arguments: [String], values: [String: String]) -> [String] {
-        arguments.map { argument in
-            guard argument.contains("{") else { return argument }
-            var result = argument
-            for name in placeholderNames {
-                if let value = values[name] { result = result.replacingAll("{\(name)}", with: value) }
-            }
-            return result
-        }
+        arguments.map { Template.expand($0, values) }
     }
 
     public static func usesPrompt(_ arguments: [String]) -> Bool {

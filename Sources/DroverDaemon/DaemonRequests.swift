@@ -39,7 +39,7 @@ extension DaemonServer {
 
     /// The first id that is not a known task, phrased for the user.
     private func unknownTask(_ ids: [String]) -> String? {
-        for id in ids where known[id] == nil {
+        for id in ids where current(id) == nil {
             if TaskIdentifiers.isSessionID(id) { return "\(id) is a session id; give a task id (bg_...)" }
             return "no such task: \(id)"
         }
@@ -61,7 +61,7 @@ extension DaemonServer {
         reply(connection, [
             "type": "ok", "pid": .number(Double(getpid())), "running": .number(Double(supervisor.runningCount)),
             "pending": .number(Double(supervisor.pendingCount)), "slots_in_use": .number(Double(supervisor.slotsInUse)),
-            "tasks": .number(Double(order.count)), "pools": .array(pools),
+            "tasks": .number(Double(knownTaskIDs.count)), "pools": .array(pools),
             "open_fds": .number(Double(FileSystem.list("/proc/self/fd").count - 1)),
         ])
     }
@@ -87,7 +87,7 @@ extension DaemonServer {
             if let value = value.stringValue { task.env[name] = value }
         }
         if let session = request["session"]?.stringValue {
-            guard sessionTasks[session] != nil else { return fail(connection, 6, "no such session: \(session)") }
+            guard taskIDs(inSession: session) != nil else { return fail(connection, 6, "no such session: \(session)") }
             task.sessionID = session
             task.resume = true
         }
@@ -95,25 +95,20 @@ extension DaemonServer {
     }
 
     private func submit(_ task: TaskRequest, _ connection: ControlConnection) {
-        let snapshot: TaskSnapshot
+        // Acknowledged only once task.json is on disk: nothing acknowledged is ever lost. A
+        // task that could not be written is not acknowledged, and never runs either.
+        var launched: TaskSnapshot?
         do {
-            snapshot = try supervisor.submit(task)
+            launched = try supervisor.submit(task) { [unowned self] failure in
+                guard !connection.isClosed, let snapshot = launched else { return }
+                if let failure { return self.fail(connection, 5, "cannot launch: \(failure)") }
+                self.reply(connection, [
+                    "type": "ok", "task_id": .string(snapshot.id), "session_id": .string(snapshot.sessionID),
+                    "status": .string((self.current(snapshot.id) ?? snapshot).status.rawValue),
+                ])
+            }
         } catch {
             return fail(connection, 2, error.description)
-        }
-        track(snapshot)
-        // Acknowledge only once task.json is on disk: nothing acknowledged is ever lost. A
-        // task that could not be written is not acknowledged, and must not run either.
-        store.whenWritten { [unowned self] (failures: [FileError]) in
-            if let failure = failures.first(where: { $0.path.hasPrefix(self.store.taskDirectory(snapshot.id)) }) {
-                self.supervisor.cancel(snapshot.id, reason: .user, message: "not launched: \(failure)")
-                return self.fail(connection, 5, "cannot launch: \(failure)")
-            }
-            let status = self.current(snapshot.id)?.status ?? snapshot.status
-            self.reply(connection, [
-                "type": "ok", "task_id": .string(snapshot.id), "session_id": .string(snapshot.sessionID),
-                "status": .string(status.rawValue),
-            ])
         }
     }
 
@@ -121,7 +116,7 @@ extension DaemonServer {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
         guard let session = request["session"]?.stringValue else { return fail(connection, 2, "continue needs \"session\"") }
         guard let prompt = request["prompt"]?.stringValue, !prompt.isEmpty else { return fail(connection, 2, "continue needs a prompt") }
-        guard let taskIDs = sessionTasks[session] else {
+        guard let taskIDs = taskIDs(inSession: session) else {
             if TaskIdentifiers.isTaskID(session) { return fail(connection, 6, "\(session) is a task id; give its session id (ses_...)") }
             return fail(connection, 6, "no such session: \(session)")
         }
@@ -138,10 +133,7 @@ extension DaemonServer {
                 continue
             }
         }
-        guard let last = taskIDs.last.flatMap({ known[$0] }),
-            let object = last.extra["request"]?.objectValue,
-            var task = TaskRequest(json: object, snapshot: last)
-        else { return fail(connection, 6, "session \(session) cannot be continued: its last task's request is unreadable") }
+        guard let last = taskIDs.last, var task = supervisor.request(of: last) else { return fail(connection, 6, "session \(session) cannot be continued: its last task's request is unreadable") }
         task.prompt = prompt
         task.description = request["description"]?.stringValue ?? String(prompt.split(separator: "\n").first ?? "")
         task.sessionID = session
@@ -171,7 +163,7 @@ extension DaemonServer {
             var frame: [UInt8] = [0, 0, 0, 0]
             frame.append(contentsOf: #"{"type":"ok","tasks":["#.utf8)
             var first = true
-            for id in order {
+            for id in knownTaskIDs {
                 guard let snapshot = current(id) else { continue }
                 if !first { frame.append(UInt8(ascii: ",")) }
                 first = false
@@ -228,12 +220,12 @@ extension DaemonServer {
         let all = request["all"]?.boolValue == true
         let asked = all ? supervisor.openTaskIDs : ids(request)
         if let problem = unknownTask(asked) { return fail(connection, 6, problem) }
-        let open = asked.filter { !(known[$0]?.status.isTerminal ?? true) }
+        let open = asked.filter { !(current($0)?.status.isTerminal ?? true) }
         for id in open { supervisor.cancel(id, reason: .user) }
         // Answered once every one of them is reaped and written.
         var remaining = Set(open)
         let answer = { [unowned self] in
-            let tasks = asked.compactMap { self.known[$0].map { JSONValue.object(self.row($0)) } }
+            let tasks = asked.compactMap { self.current($0).map { JSONValue.object(self.row($0)) } }
             self.reply(connection, ["type": "ok", "tasks": .array(tasks), "cancelled": .array(open.map { .string($0) })])
         }
         if remaining.isEmpty { return answer() }
@@ -252,7 +244,7 @@ extension DaemonServer {
         let summary = { [unowned self] () -> JSONObject in
             var counts = (done: 0, running: 0, pending: 0, failed: 0, cancelled: 0)
             for id in asked {
-                switch self.known[id]?.status {
+                switch self.current(id)?.status {
                 case .completed: counts.done += 1
                 case .error: counts.done += 1; counts.failed += 1
                 case .cancelled: counts.done += 1; counts.cancelled += 1
@@ -265,9 +257,9 @@ extension DaemonServer {
                 "pending": .number(Double(counts.pending)), "failed": .number(Double(counts.failed)), "cancelled": .number(Double(counts.cancelled)),
             ]
         }
-        let finished = { [unowned self] () -> Bool in asked.allSatisfy { self.known[$0]?.status.isTerminal ?? true } }
+        let finished = { [unowned self] () -> Bool in asked.allSatisfy { self.current($0)?.status.isTerminal ?? true } }
         let final = { [unowned self] (type: String) -> JSONObject in
-            var frame: JSONObject = ["type": .string(type), "tasks": .array(asked.compactMap { self.known[$0].map { .object(self.row($0)) } })]
+            var frame: JSONObject = ["type": .string(type), "tasks": .array(asked.compactMap { self.current($0).map { .object(self.row($0)) } })]
             for (key, value) in summary().members { frame[key] = value }
             return frame
         }
@@ -302,7 +294,7 @@ extension DaemonServer {
     private func logs(_ request: JSONObject, _ connection: ControlConnection) {
         guard let id = request["id"]?.stringValue else { return fail(connection, 2, "logs needs \"id\"") }
         if let problem = unknownTask([id]) { return fail(connection, 6, problem) }
-        let follow = request["follow"]?.boolValue == true && !(known[id]?.status.isTerminal ?? true)
+        let follow = request["follow"]?.boolValue == true && !(current(id)?.status.isTerminal ?? true)
         // Lines recorded so far are all in the file once the current batch is written;
         // lines after them arrive live, so none is sent twice or lost.
         let recordedBefore = transcriptLines[id] ?? 0
@@ -332,7 +324,7 @@ extension DaemonServer {
             self.sendLines(live, to: connection)
             live = []
             caughtUp = true
-            if self.known[id]?.status.isTerminal ?? true { self.reply(connection, ["type": "ok"]) }
+            if self.current(id)?.status.isTerminal ?? true { self.reply(connection, ["type": "ok"]) }
         }
     }
 

@@ -37,10 +37,6 @@ public final class DaemonServer {
     private var signals: [LoopSignal] = []
     private var hook: CompletionHook?
 
-    /// Every task known to this folder, as last reported.
-    var known: [String: TaskSnapshot] = [:]
-    var order: [String] = []
-    var sessionTasks: [String: [String]] = [:]
     /// Encoded status rows of ended tasks, which never change again.
     var endedRows: [String: [UInt8]] = [:]
     private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
@@ -59,20 +55,21 @@ public final class DaemonServer {
         } catch {
             throw .storage(error.description)
         }
-        chmod(state.path, 0o700)
         do {
             lock = try DaemonLock.acquire(state)
         } catch {
             throw .locked(error.description)
         }
-        loop = EventLoop()
+        let engine: Engine
         do {
-            store = try ResultStore(loop: loop, root: state.path)
+            engine = try Engine(folder: state.path, config: config, launch: launch, policy: .daemon)
         } catch {
             lock.release(state)
             throw .storage(error.description)
         }
-        supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch)
+        loop = engine.loop
+        store = engine.store
+        supervisor = engine.supervisor
         listener = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
         if let onComplete = config.onComplete { hook = CompletionHook(loop: loop, launch: launch, arguments: onComplete) }
         supervisor.onReport = { [unowned self] snapshot in self.reported(snapshot) }
@@ -108,80 +105,32 @@ public final class DaemonServer {
 
     // MARK: recovery
 
-    /// Rebuilds the table from the folder.
+    /// Rebuilds the table from the folder: pending tasks queue again in their original
+    /// order; tasks that may have started under the daemon that died are error(lost), and
+    /// what is left of their processes is killed.
     private func recover() {
-        var found: [TaskSnapshot] = []
-        for id in FileSystem.list(state.path + "/tasks") where TaskIdentifiers.isTaskID(id) {
-            guard let bytes = try? FileSystem.read(store.taskFile(id)),
-                let object = (try? JSONParser.parse(bytes))?.value.objectValue,
-                let snapshot = TaskSnapshot(json: object)
-            else { continue }  // a folder whose task.json was never written: nothing was acknowledged
-            found.append(snapshot)
-        }
-        found.sort { ($0.createdMs, $0.id) < ($1.createdMs, $1.id) }
-        var lost: Set<String> = []
-        for snapshot in found {
-            track(snapshot)
-            switch snapshot.status {
-            case .pending:
-                guard let object = snapshot.extra["request"]?.objectValue, let request = TaskRequest(json: object, snapshot: snapshot) else {
-                    markLost(snapshot, "its request could not be read back after a restart")
-                    continue
-                }
-                do {
-                    try supervisor.restore(pending: snapshot, request: request)
-                } catch {
-                    markLost(snapshot, "could not be queued again after a restart: \(error)")
-                }
-            case .running:
-                killLeftovers(of: snapshot)
-                markLost(snapshot, "the supervisor stopped while it ran")
-                lost.insert(snapshot.id)
-            default:
-                break
+        let found = FolderRecovery.run(store: store)
+        for note in found.notes { writeLog("recovery: \(note)") }
+        for (snapshot, request) in found.ended { supervisor.adopt(ended: snapshot, request: request) }
+        for (snapshot, request) in found.pending {
+            do {
+                try supervisor.restore(pending: snapshot, request: request)
+            } catch {
+                let lost = FolderRecovery.recordLost(snapshot, in: store, message: "could not be queued again after a restart: \(error)")
+                supervisor.adopt(ended: lost, request: request)
             }
         }
-        // What left the groups (a grandchild that called setsid) is known only by the task
-        // id in its environment.
-        for (pid, _) in TaskProcessScan.find(taskIDs: lost) { kill(pid, SIGKILL) }
+        FolderRecovery.killRemains(of: found.lost)
     }
 
-    /// Kills what is left of a task's process group, never a process that merely reuses
-    /// its pid. While the pid exists (alive, or a zombie nobody reaped) it must be the same
-    /// process, started when the task says it started; once it is gone, a group with its id
-    /// can only be the remains of the task's, since a new group takes the id of a live process.
-    private func killLeftovers(of snapshot: TaskSnapshot) {
-        guard let pid = snapshot.pid, pid > 1 else { return }
-        if FileSystem.exists("/proc/\(pid)") {
-            guard let started = snapshot.startedMs, ProcessStartTime.isSameProcess(pid: pid, startedMs: started) else { return }
-        }
-        kill(-pid, SIGKILL)
-    }
-
-    private func markLost(_ snapshot: TaskSnapshot, _ message: String) {
-        var lost = snapshot
-        lost.status = .error
-        lost.reason = .lost
-        lost.error = message
-        lost.endedMs = Clock.wallMs()
-        store.writeTask(lost)
-        store.appendEvent(lost, atMs: lost.endedMs!)
-        known[lost.id] = lost
-    }
-
-    func track(_ snapshot: TaskSnapshot) {
-        if known[snapshot.id] == nil {
-            order.append(snapshot.id)
-            sessionTasks[snapshot.sessionID, default: []].append(snapshot.id)
-        }
-        known[snapshot.id] = snapshot
-        endedRows[snapshot.id] = nil
+    func writeLog(_ line: String) {
+        var bytes = Array("drover: \(line)\n".utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     }
 
     // MARK: reports
 
     private func reported(_ snapshot: TaskSnapshot) {
-        track(snapshot)
         if snapshot.status.isTerminal {
             if let waiters = endWaiters.removeValue(forKey: snapshot.id) { for waiter in waiters { waiter(snapshot) } }
             transcriptListeners[snapshot.id] = nil
@@ -191,20 +140,17 @@ public final class DaemonServer {
         if shuttingDown && supervisor.runningCount == 0 { finishShutdown() }
     }
 
-    /// The freshest view of a task: live progress while it runs, else the last report.
-    func current(_ id: String) -> TaskSnapshot? {
-        if let live = supervisor.snapshot(id), !live.status.isTerminal { return live }
-        return known[id]
-    }
+    /// A task as clients see it: live progress while it runs; its end once that is reported.
+    func current(_ id: String) -> TaskSnapshot? { supervisor.view(id) }
 
     /// Every task id of the folder, oldest first.
-    var knownTaskIDs: [String] { order }
+    var knownTaskIDs: [String] { supervisor.taskIDs }
 
     /// The tasks of a session, oldest first; nil for an unknown session.
-    func taskIDs(inSession session: String) -> [String]? { sessionTasks[session] }
+    func taskIDs(inSession session: String) -> [String]? { supervisor.taskIDs(inSession: session) }
 
     func whenEnded(_ id: String, _ action: @escaping (TaskSnapshot) -> Void) {
-        if let snapshot = known[id], snapshot.status.isTerminal {
+        if let snapshot = current(id), snapshot.status.isTerminal {
             action(snapshot)
         } else {
             endWaiters[id, default: []].append(action)

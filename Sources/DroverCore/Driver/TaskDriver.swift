@@ -1,0 +1,213 @@
+import DroverWire
+import Glibc
+
+/// What a task runs, decided when it is submitted.
+struct TaskPlan {
+    let agent: AgentConfig
+    let arguments: [String]
+    let env: [String: String]
+    let cwd: String
+    /// The cwd is a fresh folder that drover creates before the start.
+    let cwdIsPrivate: Bool
+    let limits: ResourceLimits
+    let pool: PoolAssignment
+}
+
+/// One task of the table: its lifecycle, and while it runs, its child. It turns what the
+/// loop and the child report into lifecycle events, and performs the effects that come
+/// back. Events that arise while effects are performed (a spawn reporting its pid) queue
+/// behind them, so the lifecycle always sees one event at a time.
+final class TaskDriver {
+    private unowned let supervisor: Supervisor
+    private(set) var lifecycle: TaskLifecycle
+    let plan: TaskPlan
+    /// What the task was made from (nil for an ended task whose request could not be read).
+    let request: TaskRequest?
+    /// Members of the task's first journal line (a batch row's identity).
+    let journalTags: JSONObject
+    var grant: SlotGrant?
+    /// Its folder has been asked for (it is made with the batch of its first file).
+    var hasFolder = false
+    /// The record as last reported (what clients see until the next report).
+    var published: TaskSnapshot?
+
+    private var child: ChildProcess?
+    private var framed: FramedOutput?
+    private var raw: RawOutput?
+    private var timers: [LifecycleTimer: LoopTimer] = [:]
+    /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
+    private var cgroup: String?
+    private var queued: [LifecycleEvent] = []
+    private var feeding = false
+    private(set) var outputPaused = false
+
+    init(supervisor: Supervisor, lifecycle: TaskLifecycle, plan: TaskPlan, request: TaskRequest?, journalTags: JSONObject = [:]) {
+        self.supervisor = supervisor
+        self.lifecycle = lifecycle
+        self.plan = plan
+        self.request = request
+        self.journalTags = journalTags
+    }
+
+    var id: String { lifecycle.record.id }
+    /// Bytes written to the worker's stdin that it has not read; nil without a worker.
+    var queuedInputBytes: Int? { child?.pendingWriteBytes }
+    var record: TaskSnapshot { lifecycle.record }
+    private var store: ResultStore { supervisor.store }
+
+    /// Hands an event to the lifecycle and performs what it asks for.
+    func feed(_ event: LifecycleEvent) {
+        supervisor.loop.assertOnLoopThread()
+        queued.append(event)
+        guard !feeding else { return }
+        feeding = true
+        while !queued.isEmpty {
+            let next = queued.removeFirst()
+            for effect in lifecycle.handle(next, at: supervisor.now()) { perform(effect) }
+        }
+        feeding = false
+    }
+
+    // MARK: effects
+
+    private func perform(_ effect: LifecycleEffect) {
+        switch effect {
+        case .recordStart:
+            supervisor.recordStart(of: self)
+        case .spawn:
+            spawn()
+        case .send(let frame):
+            var bytes: [UInt8] = []
+            JSONWriter.writeObject(frame.object, into: &bytes)
+            child?.write(FrameEncoder.header(length: UInt32(bytes.count)) + bytes)
+            recordTranscript(direction: "out", objectBytes: bytes)
+        case .writeInput(let bytes):
+            child?.write(bytes)
+        case .closeStdin(let afterWrites):
+            if afterWrites { child?.closeStdinAfterWrites() } else { child?.closeStdin() }
+        case .signalGroup(let signal):
+            child?.signalGroup(signal)
+        case .abandonOutputs:
+            child?.abandonOutputs()
+        case .arm(let timer, let atMs):
+            let loop = supervisor.loop
+            let delay = atMs > loop.nowMs ? Int(atMs - loop.nowMs) : 0
+            let handle = timers[timer] ?? LoopTimer(loop: loop)
+            timers[timer] = handle
+            handle.start(after: delay) { [weak self] in self?.feed(.timerFired(timer)) }
+        case .disarm(let timer):
+            timers[timer]?.stop()
+        case .log(let level, let text):
+            store.append(store.stderrFile(id), Array("[worker \(level)] \(text)\n".utf8), owner: id)
+        case .recordRunning:
+            supervisor.recordRunning(self)
+        case .recordProgress:
+            supervisor.progressChanged(self)
+        case .withdraw:
+            supervisor.pools.withdraw(taskID: id)
+        case .end(let outcome):
+            for timer in timers.values { timer.stop() }
+            timers = [:]
+            child = nil
+            framed = nil
+            raw = nil
+            supervisor.finish(self, outcome)
+        }
+    }
+
+    private func spawn() {
+        switch supervisor.spawnWorker(for: self) {
+        case .failure(let failure):
+            feed(.spawnFailed(failure.message))
+        case .success(let started):
+            child = started.child
+            cgroup = started.cgroup
+            if lifecycle.settings.raw { raw = RawOutput() } else { framed = FramedOutput(maxFrameBytes: supervisor.config.maxFrameBytes) }
+            started.child.onStdout = { [weak self] bytes in self?.received(bytes) }
+            started.child.onStderr = { [weak self] bytes in
+                guard let self else { return }
+                self.store.append(self.store.stderrFile(self.id), Array(bytes), owner: self.id)
+            }
+            started.child.onStdoutEnd = { [weak self] in self?.outputEnded() }
+            started.child.onExit = { [weak self] status, signal in
+                guard let self else { return }
+                self.supervisor.onTrace?(self.id, .exited)
+                self.feed(.exited(ExitStatus(code: Int(status), signal: signal != 0 ? signal : nil)))
+            }
+            started.child.onClosed = { [weak self] in self?.closed() }
+            // Timers count from after the spawn: a ttl never ends a task before started_at + ttl.
+            supervisor.loop.refreshTime()
+            supervisor.onTrace?(id, .spawned)
+            feed(.spawned(pid: started.child.pid))
+        }
+    }
+
+    // MARK: the child's output
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        if raw != nil {
+            for line in raw!.consume(bytes) { receivedLine(line) }
+        } else if framed != nil {
+            for item in framed!.consume(bytes) {
+                switch item {
+                case .frame(let frame, let payload):
+                    recordTranscript(direction: "in", objectBytes: payload)
+                    if case .result = frame { supervisor.onTrace?(id, .resultFrame) }
+                    feed(.frame(frame))
+                case .invalidFrame(let payload, let problem):
+                    recordTranscript(direction: "in", objectBytes: payload)
+                    feed(.badOutput(problem))
+                case .broken(let problem):
+                    feed(.badOutput(problem))
+                }
+            }
+        }
+        // SPEC 16.5: a worker whose output outpaces the disk waits for it.
+        if !outputPaused, store.unwrittenBytes(of: id) > supervisor.config.maxBufferedBytes, let child {
+            child.pauseStdout()
+            outputPaused = true
+        }
+    }
+
+    /// The store has written enough of this task's output: read on.
+    func outputDrained() {
+        guard outputPaused else { return }
+        outputPaused = false
+        child?.resumeStdout()
+    }
+
+    private func receivedLine(_ text: String) {
+        var bytes: [UInt8] = []
+        JSONWriter.writeObject(["type": "message", "role": "assistant", "text": .string(text)], into: &bytes)
+        recordTranscript(direction: "in", objectBytes: bytes)
+        feed(.outputLine(text))
+    }
+
+    private func outputEnded() {
+        if let line = raw?.finishLine() { receivedLine(line) }
+        feed(.outputEnded(cutFrame: framed?.cutFrame()))
+    }
+
+    private func closed() {
+        // Output abandoned after the drain grace ends without its end of file.
+        if let line = raw?.finishLine() { receivedLine(line) }
+        var end = ChildEnd(rawOutputTail: raw?.result, peakMemoryKiB: child?.peakMemoryKiB)
+        if let folder = cgroup {
+            end.cgroup = TaskCgroups.usage(of: folder)
+            end.cgroupPath = folder
+            TaskCgroups.remove(folder, loop: supervisor.loop)
+            cgroup = nil
+        }
+        feed(.closed(end))
+    }
+
+    /// Adds a frame to the task's transcript and its session's, as
+    /// `{"t": ms, "dir": ..., ...frame}` on one line.
+    private func recordTranscript(direction: String, objectBytes: [UInt8]) {
+        guard lifecycle.recordsTranscript, let line = TranscriptLine.build(direction: direction, objectBytes: objectBytes, wallMs: Clock.wallMs()) else { return }
+        supervisor.onTranscriptLine?(id, line)
+        store.append(store.transcriptFile(id), line, owner: id)
+        store.append(store.sessionFile(record.sessionID), line, owner: id)
+        feed(.transcriptGrew(bytes: line.count))
+    }
+}

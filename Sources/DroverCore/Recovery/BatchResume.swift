@@ -1,0 +1,80 @@
+import DroverWire
+import Glibc
+
+/// A task's identity kept across runs: a row queued by a run that stopped runs again under it.
+public struct TaskIdentity: Sendable, Equatable {
+    public let id: String
+    public let sessionID: String
+    public let createdMs: Int64
+}
+
+/// What `drover run --resume` finds in its results folder for the rows of its manifest
+/// (SPEC 16.1): a row that may have started is never run again.
+struct BatchResume {
+    /// Rows completed earlier: not run again.
+    var completed: [Int: TaskSnapshot] = [:]
+    /// Rows that may have been running when the earlier run stopped: error(lost) now.
+    var lost: [Int: TaskSnapshot] = [:]
+    /// Rows queued earlier that never started: they run now, under the same task id.
+    var unstarted: [Int: TaskIdentity] = [:]
+
+    static func read(supervisor: Supervisor, entries: [ManifestEntry]) -> BatchResume {
+        let store = supervisor.store
+        var resume = BatchResume()
+        let journal = Journal(path: store.eventsFile)
+        var records: [String: TaskSnapshot] = [:]
+        var completedByRow: [String: TaskSnapshot] = [:]
+        for entry in TaskFolders.list(store) {
+            switch entry {
+            case .problem(let note):
+                writeStandardError("drover: \(note)\n")
+            case .task(let snapshot, let object):
+                records[snapshot.id] = snapshot
+                if snapshot.status == .completed, let row = object["manifest_row"]?.stringValue { completedByRow[row] = snapshot }
+            }
+        }
+        for name in FileSystem.list(store.root) where name.hasSuffix(".tmp") { unlink(store.root + "/" + name) }
+        // The newest task of each row, by where it first appears in the journal.
+        var newest: [String: (id: String, line: Int)] = [:]
+        for (id, entry) in journal.entries {
+            guard let row = entry.tags["manifest_row"]?.stringValue else { continue }
+            if newest[row].map({ $0.line < entry.firstLine }) ?? true { newest[row] = (id, entry.firstLine) }
+        }
+        var remains: [TaskSnapshot] = []
+        for entry in entries {
+            guard let (id, _) = newest[entry.identity], let recorded = journal.entries[id] else {
+                if let done = completedByRow[entry.identity] { resume.completed[entry.line] = done }
+                continue
+            }
+            if let snapshot = records[id] {
+                if snapshot.status == .completed {
+                    resume.completed[entry.line] = snapshot
+                } else if snapshot.status.isTerminal {
+                    continue  // it failed: it runs again, as a new task
+                } else if snapshot.status == .running || recorded.mayHaveStarted {
+                    let lost = FolderRecovery.recordLost(snapshot, in: store)
+                    resume.lost[entry.line] = lost
+                    remains.append(lost)
+                } else {
+                    resume.unstarted[entry.line] = TaskIdentity(id: id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs)
+                }
+            } else if recorded.mayHaveStarted {
+                // It started before its task.json was due: rebuilt from its row.
+                var request = entry.request
+                request.extra["manifest_line"] = .number(Double(entry.line))
+                request.extra["manifest_row"] = .string(entry.identity)
+                let identity = TaskIdentity(id: id, sessionID: recorded.sessionID, createdMs: Clock.wallMs())
+                guard var snapshot = try? supervisor.plannedRecord(for: request, identity: identity) else { continue }
+                snapshot.status = .running
+                snapshot.attempt = recorded.attempt
+                let lost = FolderRecovery.recordLost(snapshot, in: store)
+                resume.lost[entry.line] = lost
+                remains.append(lost)
+            } else if recorded.ends == 0 {
+                resume.unstarted[entry.line] = TaskIdentity(id: id, sessionID: recorded.sessionID, createdMs: Clock.wallMs())
+            }
+        }
+        FolderRecovery.killRemains(of: remains)
+        return resume
+    }
+}

@@ -1,0 +1,161 @@
+import DroverWire
+import Glibc
+
+/// What a daemon finds in its state folder when it starts (SPEC 16.1, 16.2, 16.4): the tasks
+/// to queue again, those that ended, and those an earlier supervisor may have started and
+/// lost. What a crash left unfinished is finished through the store: a lost task gets its
+/// end (task.json, then its journal line), a task.json that ended without its journal line
+/// gets the line, and temporary files are removed. Nothing is ever run from a task.json
+/// whose id is not a task id or not its folder's name, from one that does not parse, or
+/// through a symlink.
+public struct FolderRecovery {
+    public var pending: [(snapshot: TaskSnapshot, request: TaskRequest)] = []
+    public var ended: [(snapshot: TaskSnapshot, request: TaskRequest?)] = []
+    /// Tasks that may have run when the earlier supervisor stopped, now recorded error(lost).
+    public var lost: [TaskSnapshot] = []
+    /// One line per thing worth telling the user (for the daemon's log).
+    public var notes: [String] = []
+
+    public static let lostMessage = "the supervisor stopped while it ran"
+
+    public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs()) -> FolderRecovery {
+        var found = FolderRecovery()
+        let journal = Journal(path: store.eventsFile)
+        if journal.unreadableLines > 0 { found.notes.append("events.jsonl: \(journal.unreadableLines) line(s) that are not events were skipped") }
+        var snapshots: [(TaskSnapshot, JSONObject)] = []
+        for entry in TaskFolders.list(store) {
+            switch entry {
+            case .problem(let note):
+                found.notes.append(note)
+            case .task(let snapshot, let object):
+                snapshots.append((snapshot, object))
+            }
+        }
+        snapshots.sort { ($0.0.createdMs, $0.0.id) < ($1.0.createdMs, $1.0.id) }
+        for (snapshot, object) in snapshots {
+            let inJournal = journal.entries[snapshot.id]
+            let request = object["request"]?.objectValue.flatMap { TaskRequest(json: $0, snapshot: snapshot) }
+            if snapshot.status.isTerminal {
+                if (inJournal?.ends ?? 0) == 0 {
+                    // It ended, and the crash came before its journal line: the line follows the file.
+                    store.appendEvent(TaskEvent(snapshot, atMs: snapshot.endedMs ?? nowMs))
+                }
+                found.ended.append((snapshot, request))
+                continue
+            }
+            if let recorded = inJournal, recorded.ends > 0 {
+                // Only an old drover could leave this: the journal has the end, task.json not.
+                var ended = snapshot
+                ended.status = recorded.last
+                ended.reason = recorded.lastReason
+                ended.error = (ended.error.map { $0 + "; " } ?? "") + "its end was in events.jsonl but not in task.json"
+                ended.endedMs = ended.endedMs ?? nowMs
+                store.writeTask(ended)
+                found.ended.append((ended, request))
+                continue
+            }
+            let started = snapshot.status == .running || inJournal?.mayHaveStarted == true
+            if !started, let request {
+                found.pending.append((snapshot, request))
+                continue
+            }
+            let lost = recordLost(snapshot, in: store, message: started ? lostMessage : "its request could not be read back after a restart", nowMs: nowMs)
+            if started { found.lost.append(lost) }
+            found.ended.append((lost, request))
+        }
+        return found
+    }
+
+    /// Records a task as error(lost): task.json first, then its end in the journal. A
+    /// result.md that the crash left without its task.json is not the task's: removed.
+    public static func recordLost(_ snapshot: TaskSnapshot, in store: ResultStore, message: String = lostMessage, nowMs: Int64 = Clock.wallMs()) -> TaskSnapshot {
+        var lost = snapshot
+        lost.status = .error
+        lost.reason = .lost
+        lost.error = message
+        lost.endedMs = nowMs
+        lost.waitingFor = nil
+        lost.resultPath = nil
+        unlink(store.resultFile(snapshot.id))
+        store.makeTaskDirectory(snapshot.id)
+        store.writeTask(lost)
+        store.appendEvent(TaskEvent(lost, atMs: nowMs))
+        return lost
+    }
+
+    /// Kills what is left of lost tasks: their process groups (never a process that merely
+    /// reuses a pid), and every process of this user whose environment names one of them
+    /// (a grandchild that called setsid left the group, but not that variable).
+    public static func killRemains(of lost: [TaskSnapshot]) {
+        for snapshot in lost {
+            guard let pid = snapshot.pid, pid > 1 else { continue }
+            // While the pid exists (alive, or a zombie nobody reaped) it must be the same
+            // process, started when the task says; once it is gone, a group with its id can
+            // only be the remains of the task's, since a new group takes the id of a live process.
+            if FileSystem.exists("/proc/\(pid)") {
+                guard let started = snapshot.startedMs, ProcessStartTime.isSameProcess(pid: pid, startedMs: started) else { continue }
+            }
+            kill(-pid, SIGKILL)
+        }
+        for (pid, _) in TaskProcessScan.find(taskIDs: Set(lost.map(\.id))) { kill(pid, SIGKILL) }
+    }
+}
+
+/// The task folders under a root, read without trusting them.
+enum TaskFolders {
+    enum Entry {
+        case task(TaskSnapshot, JSONObject)
+        /// Something skipped, said for the log.
+        case problem(String)
+    }
+
+    static func list(_ store: ResultStore) -> [Entry] {
+        var entries: [Entry] = []
+        let tasks = store.root + "/tasks"
+        for name in FileSystem.list(tasks).sorted() {
+            let folder = tasks + "/" + name
+            var info = stat()
+            guard lstat(folder, &info) == 0 else { continue }
+            guard (info.st_mode & S_IFMT) == S_IFDIR else {
+                entries.append(.problem("\(folder): not a folder (a symlink?), ignored"))
+                continue
+            }
+            guard TaskIdentifiers.isTaskID(name) else {
+                entries.append(.problem("\(folder): not a task folder (its name is not bg_ and 8 hex digits), ignored"))
+                continue
+            }
+            removeTemporaryFiles(in: folder, into: &entries)
+            let file = folder + "/task.json"
+            guard lstat(file, &info) == 0 else { continue }  // never written: nothing was acknowledged
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                entries.append(.problem("\(file): not a regular file (a symlink?), ignored"))
+                continue
+            }
+            let parsed: JSONObject?
+            do {
+                parsed = try JSONParser.parse(try FileSystem.read(file)).value.objectValue
+            } catch {
+                entries.append(.problem("\(file): does not parse (\(error)), ignored"))
+                continue
+            }
+            guard let object = parsed, let snapshot = TaskSnapshot(json: object) else {
+                entries.append(.problem("\(file): not a task record, ignored"))
+                continue
+            }
+            guard snapshot.id == name else {
+                entries.append(.problem("\(file): its id \"\(snapshot.id.prefix(80))\" is not its folder's name, ignored"))
+                continue
+            }
+            entries.append(.task(snapshot, object))
+        }
+        return entries
+    }
+
+    /// No `*.tmp` survives recovery: each is a write that a crash cut short.
+    private static func removeTemporaryFiles(in folder: String, into entries: inout [Entry]) {
+        for name in FileSystem.list(folder) where name.hasSuffix(".tmp") {
+            unlink(folder + "/" + name)
+            entries.append(.problem("\(folder)/\(name): left by an interrupted write, removed"))
+        }
+    }
+}
