@@ -186,6 +186,10 @@ struct ConfigReader {
                 let n = try size(value, path)
                 guard n >= 64 << 10 else { throw fail(path, "must be at least 64 KiB") }
                 config.maxBufferedBytes = n
+            case "maxConnections":
+                let n = try count(value, path)
+                guard n >= 1 else { throw fail(path, "must be at least 1") }
+                config.maxConnections = n
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }
