@@ -129,7 +129,7 @@ struct ConfigReader {
 
     func describe(_ value: JSONValue) -> String {
         switch value {
-        case .string(let s): return "\"\(s)\""
+        case .string: return FieldReader.describe(value)  // long strings cut
         case .number: return JSONWriter.string(value)
         default: return value.typeName
         }

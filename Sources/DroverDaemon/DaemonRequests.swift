@@ -268,10 +268,15 @@ extension DaemonServer {
     private func logs(_ request: LogsRequest, _ connection: ControlConnection) {
         let id = request.id
         if let problem = unknownTask([id]) { return fail(connection, 6, problem) }
-        if request.follow && !(current(id)?.status.isTerminal ?? true) {
+        let running = !(current(id)?.status.isTerminal ?? true)
+        if request.follow && running {
             return TranscriptFollower(daemon: self, taskID: id, connection: connection).start()
         }
-        streamFile(store.transcriptFile(id), to: connection) { [unowned self] connection in self.reply(connection, LogsFrame.end) }
+        // A running task's file may end in a line still being written: only whole lines
+        // recorded so far are read.
+        streamFile(store.transcriptFile(id), lines: running ? transcriptLines[id] : nil, to: connection) { [unowned self] connection in
+            self.reply(connection, LogsFrame.end)
+        }
     }
 
     private func events(_ request: EventsRequest, _ connection: ControlConnection) {
@@ -287,13 +292,13 @@ extension DaemonServer {
         connection.send(EventsFrame.following)
     }
 
-    /// Every line of a file as it is once what was asked for so far is written, read off the
-    /// loop thread; then `end`.
-    private func streamFile(_ path: String, to connection: ControlConnection, end: @escaping (ControlConnection) -> Void) {
+    /// The lines of a file (all, or the first `lines`) once what was asked for so far is
+    /// written, read off the loop thread; then `end`.
+    private func streamFile(_ path: String, lines: Int? = nil, to connection: ControlConnection, end: @escaping (ControlConnection) -> Void) {
         store.whenWritten { [unowned self] in
             guard !connection.isClosed else { return }
             let streamer = LineFileStreamer(
-                loop: self.loop, path: path, chunkBytes: LineFileStreamer.chunkBytes(self.config),
+                loop: self.loop, path: path, maxLines: lines, chunkBytes: LineFileStreamer.chunkBytes(self.config),
                 send: { connection.send(encoded: $0, whenWritten: $1) }
             ) { _ in
                 end(connection)

@@ -48,6 +48,7 @@ final class LineFileStreamer {
     private let shared = Shared()
     private let wakeup: UnsafeMutablePointer<uv_async_t>
     private var thread = pthread_t()
+    private var threadStarted = false
     private var selfReference: Unmanaged<LineFileStreamer>?
     private let send: (_ frame: [UInt8], _ whenWritten: @escaping () -> Void) -> Void
     private var finished: ((_ end: End) -> Void)?
@@ -75,11 +76,17 @@ final class LineFileStreamer {
         wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
         selfReference = Unmanaged.passRetained(self)  // until the thread has ended
         let reader = Reader(shared: shared, wakeup: wakeup, path: path, offset: offset, maxLines: maxLines, chunkBytes: chunkBytes)
-        let context = Unmanaged.passRetained(reader).toOpaque()
-        pthread_create(&thread, nil, { context in
+        let context = Unmanaged.passRetained(reader)
+        threadStarted = pthread_create(&thread, nil, { context in
             Unmanaged<Reader>.fromOpaque(context!).takeRetainedValue().run()
             return nil
-        }, context)
+        }, context.toOpaque()) == 0
+        if !threadStarted {
+            // No thread to read with (the process is at its limit): end with nothing sent.
+            context.release()
+            shared.locked { shared.end = End(offset: offset, missingLines: maxLines ?? 0) }
+            uv_async_send(wakeup)
+        }
     }
 
     /// Stops reading; nothing more is sent.
@@ -109,11 +116,12 @@ final class LineFileStreamer {
         guard let end else { return }
         // The thread's last act was to wake the loop: it is ending, so this join is brief,
         // and after it nothing touches the handle but the loop.
-        pthread_join(thread, nil)
+        if threadStarted { pthread_join(thread, nil) }
         uv_close(asHandle(wakeup)) { handle in
-            let streamer = Unmanaged<LineFileStreamer>.fromOpaque(handle!.pointee.data)
+            let streamer = Unmanaged<LineFileStreamer>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             UnsafeMutableRawPointer(handle!).deallocate()
-            streamer.release()
+            streamer.selfReference?.release()
+            streamer.selfReference = nil
         }
         let finished = self.finished
         self.finished = nil
