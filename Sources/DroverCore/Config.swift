@@ -142,6 +142,8 @@ public struct DroverConfig: Sendable {
     /// Bytes of a task's output that may wait for the disk before drover stops reading it,
     /// and bytes of input that may wait for a worker that does not read (SPEC section 16).
     public var maxBufferedBytes = 8 << 20
+    /// Control connections the daemon holds open at once; past it, new ones are refused.
+    public var maxConnections = 256
     /// argv run for every task that ends (the daemon's notification hook).
     public var onComplete: [String]?
     public var timers = TimerSettings()

@@ -129,7 +129,7 @@ struct ConfigReader {
 
     func describe(_ value: JSONValue) -> String {
         switch value {
-        case .string(let s): return "\"\(s)\""
+        case .string: return FieldReader.describe(value)  // long strings cut
         case .number: return JSONWriter.string(value)
         default: return value.typeName
         }
@@ -186,6 +186,10 @@ struct ConfigReader {
                 let n = try size(value, path)
                 guard n >= 64 << 10 else { throw fail(path, "must be at least 64 KiB") }
                 config.maxBufferedBytes = n
+            case "maxConnections":
+                let n = try count(value, path)
+                guard n >= 1 else { throw fail(path, "must be at least 1") }
+                config.maxConnections = n
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }

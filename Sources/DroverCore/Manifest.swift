@@ -22,8 +22,6 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible {
 
 /// JSON lines, one task each (SPEC section 7). Blank lines are skipped.
 public enum Manifest {
-    static let knownKeys: Set<String> = ["agent", "prompt", "description", "provider", "model", "ttl", "cwd", "workdir", "env", "limits", "command"]
-
     public static func parse(_ bytes: [UInt8], file: String, config: DroverConfig) throws(ManifestError) -> [ManifestEntry] {
         var entries: [ManifestEntry] = []
         var problems: [(Int, String)] = []
@@ -60,64 +58,11 @@ public enum Manifest {
             throw LineError(text: "not valid JSON: \(error.reason) at column \(error.column)")
         }
         guard case .object(let row) = value else { throw LineError(text: "expected a JSON object, found \(value.typeName)") }
-        for key in row.keys where !knownKeys.contains(key) {
-            throw LineError(text: "unknown key \"\(key)\" (known: \(knownKeys.sorted().joined(separator: ", ")))")
+        do {
+            return try TaskRequest.decode(row, from: .manifestLine, agents: Array(config.agents.keys))
+        } catch {
+            throw LineError(text: error.message)
         }
-        func string(_ key: String) throws(LineError) -> String? {
-            guard let value = row[key], !value.isNull else { return nil }
-            guard case .string(let s) = value else { throw LineError(text: "\"\(key)\" must be a string, found \(value.typeName)") }
-            return s
-        }
-        let prompt = try string("prompt")
-        var request: TaskRequest
-        if let commandValue = row["command"] {
-            guard row["agent"] == nil else { throw LineError(text: "give either \"agent\" or \"command\", not both") }
-            guard case .array(let items) = commandValue, !items.isEmpty else {
-                throw LineError(text: "\"command\" must be a non-empty array of strings (an argv)")
-            }
-            var argv: [String] = []
-            for item in items {
-                guard case .string(let s) = item else { throw LineError(text: "\"command\" must hold only strings, found \(item.typeName)") }
-                argv.append(s)
-            }
-            request = TaskRequest(command: argv, prompt: prompt ?? "")
-        } else {
-            guard let agent = try string("agent") else { throw LineError(text: "needs \"agent\" (with \"prompt\") or \"command\"") }
-            guard config.agents[agent] != nil else {
-                throw LineError(text: "unknown agent \"\(agent)\" (known: \(config.agents.keys.sorted().joined(separator: ", ")))")
-            }
-            guard let prompt else { throw LineError(text: "needs \"prompt\" for agent \"\(agent)\"") }
-            request = TaskRequest(agent: agent, prompt: prompt)
-        }
-        request.description = try string("description")
-        request.provider = try string("provider")
-        request.model = try string("model")
-        request.cwd = try string("cwd")
-        if let ttl = row["ttl"] {
-            guard let ms = DurationText.milliseconds(ttl) else {
-                throw LineError(text: "\"ttl\" must be a duration (milliseconds, or a string such as \"90s\" or \"30m\")")
-            }
-            request.timers.taskTtl = ms
-        }
-        if let workdir = try string("workdir") {
-            guard workdir == "task" else { throw LineError(text: "\"workdir\" can only be \"task\" (a fresh folder under the task's folder); use \"cwd\" for a folder") }
-            request.workdirPerTask = true
-        }
-        if let limits = row["limits"] {
-            do {
-                request.limits = try ConfigReader(file: "", lines: [:], lenient: false).readLimits(limits, "limits")
-            } catch {
-                throw LineError(text: "\(error.keyPath ?? "limits"): \(error.message)")
-            }
-        }
-        if let env = row["env"] {
-            guard case .object(let variables) = env else { throw LineError(text: "\"env\" must be an object of strings") }
-            for (name, value) in variables.members {
-                guard case .string(let s) = value else { throw LineError(text: "\"env\".\"\(name)\" must be a string, found \(value.typeName)") }
-                request.env[name] = s
-            }
-        }
-        return request
     }
 
     /// FNV-1a, 64 bits: a stable digest of a line.

@@ -1,7 +1,7 @@
 import DroverWire
 
 /// What a caller asks drover to run: an agent and a prompt, or a raw argv command.
-public struct TaskRequest: Sendable {
+public struct TaskRequest: Sendable, Equatable {
     public var agent: String?
     /// argv of a raw command task (the implicit agent `command`, provider `local`).
     public var command: [String]?
@@ -39,71 +39,76 @@ public struct TaskRequest: Sendable {
 }
 
 extension TaskRequest {
-    /// What task.json keeps of the request, so a daemon can queue a pending task again
-    /// after a restart.
+    /// What task.json keeps of the request, so a daemon can queue a pending task again after
+    /// a restart: the keys `decode(_:from: .taskFile)` reads, with the prompt, description
+    /// and session left to task.json's own members.
     public func json() -> JSONObject {
         var object = JSONObject()
         if let agent { object["agent"] = .string(agent) }
         if let command { object["command"] = .array(command.map { .string($0) }) }
+        if let provider { object["provider"] = .string(provider) }
+        if let model { object["model"] = .string(model) }
         if let cwd { object["cwd"] = .string(cwd) }
         if !env.isEmpty {
             var variables = JSONObject()
             for (name, value) in env.sorted(by: { $0.key < $1.key }) { variables[name] = .string(value) }
             object["env"] = .object(variables)
         }
-        let timers = self.timers.json()
-        if !timers.isEmpty { object["timers"] = .object(timers) }
-        if resume { object["resume"] = true }
-        if let workdirPerTask { object["workdir_per_task"] = .bool(workdirPerTask) }
-        var limits = JSONObject()
-        if let n = breaker.maxToolCalls { limits["maxToolCalls"] = .number(Double(n)) }
-        if let n = breaker.maxRepeatedToolCalls { limits["maxRepeatedToolCalls"] = .number(Double(n)) }
-        if let n = breaker.maxTranscriptBytes { limits["maxTranscriptBytes"] = .number(Double(n)) }
-        if !limits.isEmpty { object["breaker"] = .object(limits) }
-        if !self.limits.isEmpty {
+        if workdirPerTask == true { object["workdir"] = "task" }
+        if !limits.isEmpty {
             var resources = JSONObject()
-            for (name, value) in [("cpuSeconds", self.limits.cpuSeconds), ("memory", self.limits.memory), ("openFiles", self.limits.openFiles),
-                                  ("processes", self.limits.processes), ("fileSize", self.limits.fileSize)] {
+            for (name, value) in [("cpuSeconds", limits.cpuSeconds), ("memory", limits.memory), ("openFiles", limits.openFiles),
+                                  ("processes", limits.processes), ("fileSize", limits.fileSize)] {
                 if let value { resources[name] = .number(Double(value)) }
             }
             object["limits"] = .object(resources)
         }
+        for (name, value) in timers.json().members { object[name] = value }
+        for (name, value) in [("maxToolCalls", breaker.maxToolCalls), ("maxRepeatedToolCalls", breaker.maxRepeatedToolCalls),
+                              ("maxTranscriptBytes", breaker.maxTranscriptBytes)] {
+            if let value { object[name] = .number(Double(value)) }
+        }
+        if resume { object["resume"] = true }
         return object
     }
 
-    /// The request back from task.json (with the prompt and ids from its snapshot).
+    /// The request back from task.json, with the prompt, description and ids from its snapshot.
     public init?(json object: JSONObject, snapshot: TaskSnapshot) {
-        if let argv = object["command"]?.arrayValue {
-            self.init(command: argv.compactMap(\.stringValue), prompt: snapshot.prompt, description: snapshot.description)
-        } else if let agent = object["agent"]?.stringValue {
-            self.init(agent: agent, prompt: snapshot.prompt, description: snapshot.description)
-        } else {
-            return nil
+        guard let request = try? Self.stored(object, snapshot: snapshot) else { return nil }
+        self = request
+    }
+
+    /// The same, saying what is wrong with a request that cannot be read.
+    public static func stored(_ object: JSONObject, snapshot: TaskSnapshot) throws(FieldError) -> TaskRequest {
+        var request = try decode(upgradingStoredForm(object), from: .taskFile)
+        request.prompt = snapshot.prompt
+        request.description = snapshot.description
+        request.provider = request.provider ?? snapshot.provider
+        request.model = request.model ?? snapshot.model
+        request.sessionID = snapshot.sessionID
+        return request
+    }
+
+    /// task.json files written before the stored form was the decoder's: timers and breaker
+    /// rules were nested, and a private folder was `workdir_per_task`. Pending tasks of
+    /// such a folder still queue again.
+    static func upgradingStoredForm(_ object: JSONObject) -> JSONObject {
+        var upgraded = object
+        for nested in ["timers", "breaker"] {
+            guard let members = object[nested]?.objectValue else { continue }
+            upgraded[nested] = nil
+            for (name, value) in members.members { upgraded[name] = value }
         }
-        provider = snapshot.provider
-        model = snapshot.model
-        cwd = object["cwd"]?.stringValue
-        for (name, value) in object["env"]?.objectValue?.members ?? JSONObject().members {
-            if let value = value.stringValue { env[name] = value }
+        if let perTask = object["workdir_per_task"] {
+            upgraded["workdir_per_task"] = nil
+            if perTask.boolValue == true { upgraded["workdir"] = "task" }
         }
-        timers = TimerSettings(json: object["timers"]?.objectValue ?? JSONObject())
-        sessionID = snapshot.sessionID
-        resume = object["resume"]?.boolValue ?? false
-        workdirPerTask = object["workdir_per_task"]?.boolValue
-        let limits = object["breaker"]?.objectValue ?? JSONObject()
-        breaker.maxToolCalls = limits["maxToolCalls"]?.intValue
-        breaker.maxRepeatedToolCalls = limits["maxRepeatedToolCalls"]?.intValue
-        breaker.maxTranscriptBytes = limits["maxTranscriptBytes"]?.intValue
-        let resources = object["limits"]?.objectValue ?? JSONObject()
-        self.limits.cpuSeconds = resources["cpuSeconds"]?.intValue
-        self.limits.memory = resources["memory"]?.intValue
-        self.limits.openFiles = resources["openFiles"]?.intValue
-        self.limits.processes = resources["processes"]?.intValue
-        self.limits.fileSize = resources["fileSize"]?.intValue
+        return upgraded
     }
 }
 
 extension TimerSettings {
+    /// The timers that are set, by their config names (durations in milliseconds).
     func json() -> JSONObject {
         var object = JSONObject()
         for (name, path) in Self.durationKeys {
@@ -111,12 +116,6 @@ extension TimerSettings {
         }
         if let stablePolls { object["stablePolls"] = .number(Double(stablePolls)) }
         return object
-    }
-
-    init(json object: JSONObject) {
-        self.init()
-        for (name, path) in Self.durationKeys { self[keyPath: path] = object[name]?.intValue }
-        stablePolls = object["stablePolls"]?.intValue
     }
 }
 

@@ -78,13 +78,53 @@ public final class ControlClient {
         guard rc == 0 else { throw ClientError(message: "cannot start \(program) serve: \(String(cString: strerror(rc)))", exitCode: 5) }
     }
 
+    /// Why sending stopped early: the daemon closed the connection while the request was
+    /// still going out (it refused it, as too large say); its answer may be waiting.
+    private var sendFailure: Int32?
+
+    // MARK: typed requests
+
+    /// Sends a request and reads its single answer; an error answer becomes a ClientError
+    /// with the daemon's code as its exit status.
+    public func call<Call: ControlCall>(_ call: Call) throws(ClientError) -> Call.Reply {
+        try send(call)
+        guard let reply = try next(answering: Call.self) else {
+            throw ClientError(message: "the daemon closed the connection without an answer", exitCode: 5)
+        }
+        return reply
+    }
+
+    public func send<Call: ControlCall>(_ call: Call) throws(ClientError) {
+        try send(call.json())
+    }
+
+    /// The next frame answering `call`; nil when the daemon has closed the connection.
+    public func next<Call: ControlCall>(answering call: Call.Type) throws(ClientError) -> Call.Reply? {
+        guard let frame = try next() else { return nil }
+        try Self.check(frame)
+        do {
+            return try Call.Reply(frame: frame)
+        } catch {
+            throw ClientError(message: "bad answer from the daemon to \(Call.type): \(error.message)", exitCode: 5)
+        }
+    }
+
+    // MARK: frames
+
+    /// Sends one frame. A daemon that closes the connection meanwhile ends the sending
+    /// quietly: `next()` then reads the answer it left (or says the connection was lost).
     public func send(_ frame: JSONObject) throws(ClientError) {
         let bytes = FrameEncoder.encode(frame)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            // MSG_NOSIGNAL: a closed connection is an error to handle, not a SIGPIPE.
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EPIPE || errno == ECONNRESET {
+                    sendFailure = errno
+                    return
+                }
                 throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(errno)))", exitCode: 5)
             }
             offset += n
@@ -102,15 +142,18 @@ public final class ControlClient {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(errno)))", exitCode: 5)
+                throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(sendFailure ?? errno)))", exitCode: 5)
             }
-            if n == 0 { return nil }
+            if n == 0 {
+                if let sendFailure { throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(sendFailure)))", exitCode: 5) }
+                return nil
+            }
             buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
     }
 
-    /// Sends a request and returns its single answer, turning an "error" answer into a
-    /// ClientError with the daemon's exit status.
+    /// Sends a request frame and returns its single answer, turning an "error" answer into
+    /// a ClientError with the daemon's exit status. For tools that build frames by hand.
     public func call(_ request: JSONObject) throws(ClientError) -> JSONObject {
         try send(request)
         guard let answer = try next() else { throw ClientError(message: "the daemon closed the connection without an answer", exitCode: 5) }
@@ -119,9 +162,8 @@ public final class ControlClient {
     }
 
     public static func check(_ answer: JSONObject) throws(ClientError) {
-        if answer["type"]?.stringValue == "error" {
-            throw ClientError(message: answer["message"]?.stringValue ?? "the daemon refused the request",
-                              exitCode: Int32(answer["code"]?.intValue ?? 1))
-        }
+        guard answer["type"]?.stringValue == "error" else { return }
+        let error = (try? ErrorReply(frame: answer)) ?? ErrorReply(code: 1, message: "the daemon refused the request")
+        throw ClientError(message: error.message, exitCode: Int32(clamping: error.code))
     }
 }

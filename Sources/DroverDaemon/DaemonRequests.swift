@@ -2,39 +2,34 @@ import DroverCore
 import DroverWire
 import Glibc
 
-/// The control protocol's requests (see README, "Driving drover without the CLI"). Each
-/// answer is a frame with `type` "ok", "error" (with `code`, the CLI's exit status, and
-/// `message`) or, for streams, "progress" / "event" / "lines" frames before the last one.
+/// The control protocol's requests (see README, "Driving drover without the CLI"), each
+/// already decoded and checked (ControlRequest). Answers are built from ControlReply types:
+/// "ok", "error" (with `code`, the CLI's exit status, and `message`) or, for streams,
+/// "progress" / "event" / "lines" frames before the last one.
 extension DaemonServer {
-    func handle(_ request: JSONObject, on connection: ControlConnection) {
-        let type = request["type"]?.stringValue ?? ""
-        switch type {
-        case "ping": reply(connection, ["type": "ok", "pid": .number(Double(getpid()))])
-        case "launch": launch(request, connection)
-        case "status": status(request, connection)
-        case "output": output(request, connection)
-        case "cancel": cancel(request, connection)
-        case "continue": continueSession(request, connection)
-        case "wait": wait(request, connection)
-        case "logs": logs(request, connection)
-        case "events": events(request, connection)
-        case "shutdown": shutdown(replyTo: connection)
-        case "stats": stats(connection)
-        default: fail(connection, 2, "unknown request type \"\(type)\"")
+    func handle(_ request: ControlRequest, on connection: ControlConnection) {
+        switch request {
+        case .ping: reply(connection, PingReply(pid: Int(getpid())))
+        case .launch(let launch): self.launch(launch, connection)
+        case .status(let status): self.status(status, connection)
+        case .output(let output): self.output(output, connection)
+        case .cancel(let cancel): self.cancel(cancel, connection)
+        case .continue(let request): continueSession(request, connection)
+        case .wait(let wait): self.wait(wait, connection)
+        case .logs(let logs): self.logs(logs, connection)
+        case .events(let events): self.events(events, connection)
+        case .shutdown: shutdown(replyTo: connection)
+        case .stats: stats(connection)
         }
     }
 
-    private func reply(_ connection: ControlConnection, _ frame: JSONObject) {
+    private func reply(_ connection: ControlConnection, _ frame: some ControlReply) {
         connection.send(frame)
         connection.finish()
     }
 
     private func fail(_ connection: ControlConnection, _ code: Int, _ message: String) {
-        reply(connection, ["type": "error", "code": .number(Double(code)), "message": .string(message)])
-    }
-
-    private func ids(_ request: JSONObject) -> [String] {
-        request["ids"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        reply(connection, ErrorReply(code: code, message: message))
     }
 
     /// The first id that is not a known task, phrased for the user.
@@ -46,52 +41,40 @@ extension DaemonServer {
         return nil
     }
 
+    /// The tasks a selection names, each once, in the order given (oldest first for all).
+    private func taskIDs(_ selection: TaskSelection) -> [String] {
+        switch selection {
+        case .all: return supervisor.openTaskIDs
+        case .ids(let ids):
+            var seen: Set<String> = []
+            return ids.filter { seen.insert($0).inserted }
+        }
+    }
+
+    private func document(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: snapshot.json()) }
+
+    private func rowDocument(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: row(snapshot)) }
+
     // MARK: stats
 
     /// Read-only figures for tests and monitoring: slots per pool, task counts, and the
     /// daemon's open descriptors (this connection's socket included).
     private func stats(_ connection: ControlConnection) {
-        let pools: [JSONValue] = supervisor.poolUsage.map { usage in
-            .object([
-                "id": .string(usage.pool), "limit": .number(Double(usage.limit)),
-                "running": .number(Double(usage.running)), "waiting": .number(Double(usage.waiting)),
-            ])
-        }
+        let pools = supervisor.poolUsage.map { StatsReply.Pool(id: $0.pool, limit: $0.limit, running: $0.running, waiting: $0.waiting) }
         // Listing /proc/self/fd opens one more descriptor, which is not counted.
-        reply(connection, [
-            "type": "ok", "pid": .number(Double(getpid())), "running": .number(Double(supervisor.runningCount)),
-            "pending": .number(Double(supervisor.pendingCount)), "slots_in_use": .number(Double(supervisor.slotsInUse)),
-            "tasks": .number(Double(knownTaskIDs.count)), "pools": .array(pools),
-            "open_fds": .number(Double(FileSystem.list("/proc/self/fd").count - 1)),
-        ])
+        reply(connection, StatsReply(
+            pid: Int(getpid()), running: supervisor.runningCount, pending: supervisor.pendingCount, slotsInUse: supervisor.slotsInUse,
+            tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1))
     }
 
     // MARK: launch and continue
 
-    private func launch(_ request: JSONObject, _ connection: ControlConnection) {
+    private func launch(_ request: LaunchRequest, _ connection: ControlConnection) {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
-        var task: TaskRequest
-        let prompt = request["prompt"]?.stringValue ?? ""
-        if let argv = request["command"]?.arrayValue {
-            task = TaskRequest(command: argv.compactMap(\.stringValue), prompt: prompt)
-        } else {
-            guard let agent = request["agent"]?.stringValue else { return fail(connection, 2, "launch needs \"agent\" or \"command\"") }
-            task = TaskRequest(agent: agent, prompt: prompt)
+        if let session = request.task.sessionID, taskIDs(inSession: session) == nil {
+            return fail(connection, 6, "no such session: \(session)")
         }
-        task.description = request["description"]?.stringValue
-        task.provider = request["provider"]?.stringValue
-        task.model = request["model"]?.stringValue
-        task.cwd = request["cwd"]?.stringValue
-        task.timers.taskTtl = request["ttl_ms"]?.intValue
-        for (name, value) in request["env"]?.objectValue?.members ?? JSONObject().members {
-            if let value = value.stringValue { task.env[name] = value }
-        }
-        if let session = request["session"]?.stringValue {
-            guard taskIDs(inSession: session) != nil else { return fail(connection, 6, "no such session: \(session)") }
-            task.sessionID = session
-            task.resume = true
-        }
-        submit(task, connection)
+        submit(request.task, connection)
     }
 
     private func submit(_ task: TaskRequest, _ connection: ControlConnection) {
@@ -102,40 +85,37 @@ extension DaemonServer {
             launched = try supervisor.submit(task) { [unowned self] failure in
                 guard !connection.isClosed, let snapshot = launched else { return }
                 if let failure { return self.fail(connection, 5, "cannot launch: \(failure)") }
-                self.reply(connection, [
-                    "type": "ok", "task_id": .string(snapshot.id), "session_id": .string(snapshot.sessionID),
-                    "status": .string((self.current(snapshot.id) ?? snapshot).status.rawValue),
-                ])
+                self.reply(connection, LaunchReply(taskID: snapshot.id, sessionID: snapshot.sessionID,
+                                                   status: (self.current(snapshot.id) ?? snapshot).status))
             }
         } catch {
-            return fail(connection, 2, error.description)
+            return fail(connection, 2, "launch: \(error.description)")
         }
     }
 
-    private func continueSession(_ request: JSONObject, _ connection: ControlConnection) {
+    private func continueSession(_ request: ContinueRequest, _ connection: ControlConnection) {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
-        guard let session = request["session"]?.stringValue else { return fail(connection, 2, "continue needs \"session\"") }
-        guard let prompt = request["prompt"]?.stringValue, !prompt.isEmpty else { return fail(connection, 2, "continue needs a prompt") }
+        let session = request.session
         guard let taskIDs = taskIDs(inSession: session) else {
             if TaskIdentifiers.isTaskID(session) { return fail(connection, 6, "\(session) is a task id; give its session id (ses_...)") }
             return fail(connection, 6, "no such session: \(session)")
         }
         // A live session gets the prompt as a frame; it is never silently dropped.
         for id in taskIDs.reversed() where current(id)?.status == .running {
-            switch supervisor.deliverPrompt(id, text: prompt) {
+            switch supervisor.deliverPrompt(id, text: request.prompt) {
             case .delivered:
-                return reply(connection, [
-                    "type": "ok", "task_id": .string(id), "session_id": .string(session), "status": "running", "delivered": true,
-                ])
+                return reply(connection, LaunchReply(taskID: id, sessionID: session, status: .running, delivered: true))
             case .backlogFull(let queued, let limit):
-                return fail(connection, 2, "task \(id) has not read the \(queued) bytes it was sent before; another \(prompt.utf8.count) would pass maxBufferedBytes (\(limit))")
+                return fail(connection, 2, "task \(id) has not read the \(queued) bytes it was sent before; another \(request.prompt.utf8.count) would pass maxBufferedBytes (\(limit))")
             case .notRunning:
                 continue
             }
         }
-        guard let last = taskIDs.last, var task = supervisor.request(of: last) else { return fail(connection, 6, "session \(session) cannot be continued: its last task's request is unreadable") }
-        task.prompt = prompt
-        task.description = request["description"]?.stringValue ?? String(prompt.split(separator: "\n").first ?? "")
+        guard let last = taskIDs.last, var task = supervisor.request(of: last) else {
+            return fail(connection, 6, "session \(session) cannot be continued: its last task's request is unreadable")
+        }
+        task.prompt = request.prompt
+        task.description = request.description ?? String(request.prompt.split(separator: "\n").first ?? "")
         task.sessionID = session
         task.resume = true
         submit(task, connection)
@@ -154,59 +134,46 @@ extension DaemonServer {
         return row
     }
 
-    private func status(_ request: JSONObject, _ connection: ControlConnection) {
-        let asked = ids(request)
-        if let problem = unknownTask(asked) { return fail(connection, 6, problem) }
-        if asked.isEmpty {
-            // Assembled from bytes: with thousands of tasks, re-encoding every row each
-            // time would dominate the answer.
-            var frame: [UInt8] = [0, 0, 0, 0]
-            frame.append(contentsOf: #"{"type":"ok","tasks":["#.utf8)
-            var first = true
-            for id in knownTaskIDs {
-                guard let snapshot = current(id) else { continue }
-                if !first { frame.append(UInt8(ascii: ",")) }
-                first = false
-                if let cached = endedRows[id] {
-                    frame.append(contentsOf: cached)
-                } else {
-                    var bytes: [UInt8] = []
-                    JSONWriter.writeObject(row(snapshot), into: &bytes)
-                    if snapshot.status.isTerminal { endedRows[id] = bytes }
-                    frame.append(contentsOf: bytes)
-                }
-            }
-            frame.append(contentsOf: "]}".utf8)
-            let length = UInt32(frame.count - 4)
-            frame.replaceSubrange(0..<4, with: FrameEncoder.header(length: length))
-            connection.send(encoded: frame)
-            return connection.finish()
+    private func status(_ request: StatusRequest, _ connection: ControlConnection) {
+        if let problem = unknownTask(request.ids) { return fail(connection, 6, problem) }
+        guard request.ids.isEmpty else {
+            return reply(connection, TasksReply(tasks: request.ids.compactMap { current($0).map(document) }))
         }
-        let tasks = asked.compactMap { current($0).map { JSONValue.object($0.json()) } }
-        reply(connection, ["type": "ok", "tasks": .array(tasks)])
+        // Rows of ended tasks never change: they are encoded once and kept.
+        var rows: [[UInt8]] = []
+        for id in knownTaskIDs {
+            guard let snapshot = current(id) else { continue }
+            if let cached = endedRows[id] {
+                rows.append(cached)
+                continue
+            }
+            var bytes: [UInt8] = []
+            JSONWriter.writeObject(row(snapshot), into: &bytes)
+            if snapshot.status.isTerminal { endedRows[id] = bytes }
+            rows.append(bytes)
+        }
+        connection.send(encoded: TasksReply.encodedFrame(rows: rows))
+        connection.finish()
     }
 
     /// A task with its result text when it has one.
-    func withResult(_ snapshot: TaskSnapshot) -> JSONObject {
-        var frame: JSONObject = ["type": "ok", "task": .object(snapshot.json())]
-        if let path = snapshot.resultPath, let bytes = try? FileSystem.read(path) {
-            frame["result"] = .string(String(decoding: bytes, as: UTF8.self))
-        }
-        return frame
+    func withResult(_ snapshot: TaskSnapshot) -> OutputReply {
+        let result = snapshot.resultPath.flatMap { try? FileSystem.read($0) }.map { String(decoding: $0, as: UTF8.self) }
+        return OutputReply(task: document(snapshot), result: result)
     }
 
-    private func output(_ request: JSONObject, _ connection: ControlConnection) {
-        guard let id = request["id"]?.stringValue else { return fail(connection, 2, "output needs \"id\"") }
+    private func output(_ request: OutputRequest, _ connection: ControlConnection) {
+        let id = request.id
         if let problem = unknownTask([id]) { return fail(connection, 6, problem) }
         let snapshot = current(id)!
-        if snapshot.status.isTerminal || request["wait"]?.boolValue != true {
+        if snapshot.status.isTerminal || !request.wait {
             return reply(connection, withResult(snapshot))
         }
         // Event-driven: answered in the loop turn in which the task's end is reported.
-        let timer = request["timeout_ms"]?.intValue.map { ms -> LoopTimer in
+        let timer = request.timeoutMs.map { ms -> LoopTimer in
             let timer = LoopTimer(loop: loop)
             timer.start(after: ms) { [unowned self] in
-                if !connection.isClosed { self.reply(connection, ["type": "timeout", "task": .object(self.current(id)!.json())]) }
+                if !connection.isClosed { self.reply(connection, OutputReply(task: self.document(self.current(id)!), result: nil, timedOut: true)) }
             }
             return timer
         }
@@ -216,20 +183,24 @@ extension DaemonServer {
         }
     }
 
-    private func cancel(_ request: JSONObject, _ connection: ControlConnection) {
-        let all = request["all"]?.boolValue == true
-        let asked = all ? supervisor.openTaskIDs : ids(request)
+    /// Cancels each task and answers once all of them have ended, so the rows are final.
+    /// `cancelled` holds the tasks this request cancelled (the supervisor says whether it
+    /// decided the end); the others had ended, or their end was already decided.
+    private func cancel(_ request: CancelRequest, _ connection: ControlConnection) {
+        let asked = taskIDs(request.tasks)
         if let problem = unknownTask(asked) { return fail(connection, 6, problem) }
-        let open = asked.filter { !(current($0)?.status.isTerminal ?? true) }
-        for id in open { supervisor.cancel(id, reason: .user) }
-        // Answered once every one of them is reaped and written.
-        var remaining = Set(open)
-        let answer = { [unowned self] in
-            let tasks = asked.compactMap { self.current($0).map { JSONValue.object(self.row($0)) } }
-            self.reply(connection, ["type": "ok", "tasks": .array(tasks), "cancelled": .array(open.map { .string($0) })])
+        var cancelled: [String] = []
+        var alreadyEnded: [String] = []
+        for id in asked {
+            if supervisor.cancel(id, reason: .user) { cancelled.append(id) } else { alreadyEnded.append(id) }
         }
+        let answer = { [unowned self] in
+            let tasks = asked.compactMap { self.current($0).map(self.rowDocument) }
+            self.reply(connection, CancelReply(tasks: tasks, cancelled: cancelled, alreadyEnded: alreadyEnded))
+        }
+        var remaining = Set(asked.filter { !(current($0)?.status.isTerminal ?? true) })
         if remaining.isEmpty { return answer() }
-        for id in open {
+        for id in remaining {
             whenEnded(id) { snapshot in
                 remaining.remove(snapshot.id)
                 if remaining.isEmpty { answer() }
@@ -237,12 +208,12 @@ extension DaemonServer {
         }
     }
 
-    private func wait(_ request: JSONObject, _ connection: ControlConnection) {
-        let all = request["all"]?.boolValue == true
-        let asked = all ? supervisor.openTaskIDs : ids(request)
+    private func wait(_ request: WaitRequest, _ connection: ControlConnection) {
+        let asked = taskIDs(request.tasks)
         if let problem = unknownTask(asked) { return fail(connection, 6, problem) }
-        let summary = { [unowned self] () -> JSONObject in
-            var counts = (done: 0, running: 0, pending: 0, failed: 0, cancelled: 0)
+        let counts = { [unowned self] () -> WaitCounts in
+            var counts = WaitCounts()
+            counts.total = asked.count
             for id in asked {
                 switch self.current(id)?.status {
                 case .completed: counts.done += 1
@@ -252,112 +223,75 @@ extension DaemonServer {
                 default: counts.pending += 1
                 }
             }
-            return [
-                "total": .number(Double(asked.count)), "done": .number(Double(counts.done)), "running": .number(Double(counts.running)),
-                "pending": .number(Double(counts.pending)), "failed": .number(Double(counts.failed)), "cancelled": .number(Double(counts.cancelled)),
-            ]
+            return counts
         }
         let finished = { [unowned self] () -> Bool in asked.allSatisfy { self.current($0)?.status.isTerminal ?? true } }
-        let final = { [unowned self] (type: String) -> JSONObject in
-            var frame: JSONObject = ["type": .string(type), "tasks": .array(asked.compactMap { self.current($0).map { .object(self.row($0)) } })]
-            for (key, value) in summary().members { frame[key] = value }
-            return frame
+        let final = { [unowned self] (timedOut: Bool) -> WaitFrame in
+            .finished(counts(), tasks: asked.compactMap { self.current($0).map(self.rowDocument) }, timedOut: timedOut)
         }
-        if finished() { return reply(connection, final("ok")) }
+        if finished() { return reply(connection, final(false)) }
         let watched = Set(asked)
         var timer: LoopTimer?
         let token = subscribe { [unowned self] snapshot in
             guard watched.contains(snapshot.id), !connection.isClosed else { return }
             if finished() {
                 timer?.stop()
-                self.reply(connection, final("ok"))
+                self.reply(connection, final(false))
             } else {
-                var progress = summary()
-                progress["type"] = "progress"
-                connection.send(progress)
+                connection.send(WaitFrame.progress(counts()))
             }
         }
         connection.onClose = { [unowned self] in
             timer?.stop()
             self.unsubscribe(token)
         }
-        var first = summary()
-        first["type"] = "progress"
-        connection.send(first)
-        if let ms = request["timeout_ms"]?.intValue {
+        connection.send(WaitFrame.progress(counts()))
+        if let ms = request.timeoutMs {
             let t = LoopTimer(loop: loop)
-            t.start(after: ms) { [unowned self] in self.reply(connection, final("timeout")) }
+            t.start(after: ms) { [unowned self] in self.reply(connection, final(true)) }
             timer = t
         }
     }
 
-    private func logs(_ request: JSONObject, _ connection: ControlConnection) {
-        guard let id = request["id"]?.stringValue else { return fail(connection, 2, "logs needs \"id\"") }
+    // MARK: streams
+
+    private func logs(_ request: LogsRequest, _ connection: ControlConnection) {
+        let id = request.id
         if let problem = unknownTask([id]) { return fail(connection, 6, problem) }
-        let follow = request["follow"]?.boolValue == true && !(current(id)?.status.isTerminal ?? true)
-        // Lines recorded so far are all in the file once the current batch is written;
-        // lines after them arrive live, so none is sent twice or lost.
-        let recordedBefore = transcriptLines[id] ?? 0
-        var live: [[UInt8]] = []
-        var caughtUp = false
-        var token: Int?
-        if follow {
-            token = subscribeTranscript(id) { line in
-                if caughtUp {
-                    connection.send(["type": "lines", "text": .string(String(decoding: line, as: UTF8.self))])
-                } else {
-                    live.append(line)
-                }
-            }
-            whenEnded(id) { [unowned self] _ in
-                if let token { self.unsubscribeTranscript(id, token) }
-                if caughtUp { self.reply(connection, ["type": "ok"]) }
-            }
-            connection.onClose = { [unowned self] in if let token { self.unsubscribeTranscript(id, token) } }
+        let running = !(current(id)?.status.isTerminal ?? true)
+        if request.follow && running {
+            return TranscriptFollower(daemon: self, taskID: id, connection: connection).start()
         }
-        store.whenWritten { [unowned self] in
-            let bytes = (try? FileSystem.read(self.store.transcriptFile(id))) ?? []
-            var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: true)
-            if follow { lines = Array(lines.prefix(recordedBefore)) }
-            self.sendLines(lines.map { Array($0) + [0x0A] }, to: connection)
-            guard follow else { return self.reply(connection, ["type": "ok"]) }
-            self.sendLines(live, to: connection)
-            live = []
-            caughtUp = true
-            if self.current(id)?.status.isTerminal ?? true { self.reply(connection, ["type": "ok"]) }
+        // A running task's file may end in a line still being written: only whole lines
+        // recorded so far are read.
+        streamFile(store.transcriptFile(id), lines: running ? transcriptLines[id] : nil, to: connection) { [unowned self] connection in
+            self.reply(connection, LogsFrame.end)
         }
     }
 
-    /// Sends text lines in frames of at most about 1 MiB.
-    private func sendLines(_ lines: [[UInt8]], to connection: ControlConnection) {
-        var chunk: [UInt8] = []
-        for line in lines {
-            chunk.append(contentsOf: line)
-            if chunk.count > 1 << 20 {
-                connection.send(["type": "lines", "text": .string(String(decoding: chunk, as: UTF8.self))])
-                chunk = []
-            }
+    private func events(_ request: EventsRequest, _ connection: ControlConnection) {
+        guard request.follow else {
+            return streamFile(store.eventsFile, to: connection) { [unowned self] connection in self.reply(connection, EventsFrame.end) }
         }
-        if !chunk.isEmpty { connection.send(["type": "lines", "text": .string(String(decoding: chunk, as: UTF8.self))]) }
+        let token = subscribe { snapshot in
+            connection.send(EventsFrame.event(TaskEvent(snapshot, atMs: Clock.wallMs())))
+        }
+        connection.onClose = { [unowned self] in self.unsubscribe(token) }
+        connection.send(EventsFrame.following)
     }
 
-    private func events(_ request: JSONObject, _ connection: ControlConnection) {
-        if request["follow"]?.boolValue == true {
-            let token = subscribe { snapshot in
-                connection.send([
-                    "type": "event", "t": .number(Double(Clock.wallMs())), "task_id": .string(snapshot.id),
-                    "session_id": .string(snapshot.sessionID), "status": .string(snapshot.status.rawValue),
-                    "reason": JSONValue(snapshot.reason?.rawValue),
-                ])
-            }
-            connection.onClose = { [unowned self] in self.unsubscribe(token) }
-            connection.send(["type": "following"])
-            return
-        }
+    /// The lines of a file (all, or the first `lines`) once what was asked for so far is
+    /// written, read off the loop thread; then `end`.
+    private func streamFile(_ path: String, lines: Int? = nil, to connection: ControlConnection, end: @escaping (ControlConnection) -> Void) {
         store.whenWritten { [unowned self] in
-            let bytes = (try? FileSystem.read(self.store.eventsFile)) ?? []
-            self.sendLines(bytes.split(separator: 0x0A).map { Array($0) + [0x0A] }, to: connection)
-            self.reply(connection, ["type": "ok"])
+            guard !connection.isClosed else { return }
+            let streamer = LineFileStreamer(
+                loop: self.loop, path: path, maxLines: lines, chunkBytes: LineFileStreamer.chunkBytes(self.config),
+                send: { connection.send(encoded: $0, whenWritten: $1) }
+            ) { _ in
+                end(connection)
+            }
+            connection.onClose = { streamer.cancel() }
         }
     }
 }

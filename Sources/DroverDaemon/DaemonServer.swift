@@ -46,6 +46,8 @@ public final class DaemonServer {
     private var nextListener = 0
     private(set) var shuttingDown = false
     private var shutdownReplies: [ControlConnection] = []
+    /// Control connections open now, held to `config.maxConnections`.
+    private var openConnections = 0
 
     public init(state: StateFolder, config: DroverConfig, launch: WorkerLaunch) throws(StartError) {
         self.state = state
@@ -201,14 +203,21 @@ public final class DaemonServer {
             uv_close(asHandle(client)) { UnsafeMutableRawPointer($0!).deallocate() }
             return
         }
-        let connection = ControlConnection(handle: client)
         // Only the daemon's own user may drive it.
         var fd: uv_os_fd_t = -1
         var uid: uid_t = 0
         guard uv_fileno(asHandle(client), &fd) == 0, drover_peer_uid(fd, &uid) == 0, uid == geteuid() else {
-            connection.close()
+            ControlConnection(handle: client, loop: loop, config: config).close()
             return
         }
+        guard openConnections < config.maxConnections else {
+            let refused = ControlConnection(handle: client, loop: loop, config: config)
+            refused.send(ErrorReply(code: 5, message: "the daemon has \(openConnections) connections open, its limit (maxConnections); try again later"))
+            refused.finish()
+            return
+        }
+        openConnections += 1
+        let connection = ControlConnection(handle: client, loop: loop, config: config) { [unowned self] in self.openConnections -= 1 }
         connection.onRequest = { [unowned self, unowned connection] request in self.handle(request, on: connection) }
         connection.start()
     }

@@ -104,19 +104,27 @@ public enum TaskText {
         text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
     }
 
-    /// "Cancelled N background task(s):", their table, and how to continue each session
-    /// (`continueHint` phrases that for the reader: a shell command or a tool call).
-    public static func cancelReport(tasks: [JSONObject], cancelled: Set<String>, continueHint: (String) -> String) -> String {
-        let rows = tasks.filter { cancelled.contains($0["id"]?.stringValue ?? "") }
+    /// "Cancelled N background task(s):", their table, how to continue each session
+    /// (`continueHint` phrases that for the reader: a shell command or a tool call), and
+    /// the tasks named that had already ended.
+    public static func cancelReport(_ answer: CancelReply, continueHint: (String) -> String) -> String {
+        let cancelled = Set(answer.cancelled)
+        let rows = answer.tasks.filter { cancelled.contains($0.id) }
         var lines = ["Cancelled \(rows.count) background task(s):"]
-        guard !rows.isEmpty else { return lines.joined(separator: "\n") }
-        lines.append("")
-        lines.append(table(["Task ID", "Description", "Status", "Session ID"], rows.map { task in
-            [task["id"]?.stringValue ?? "", oneLine(task["description"]?.stringValue ?? ""), status(task), task["session_id"]?.stringValue ?? ""]
-        }))
-        lines += ["", "Continuable sessions:"]
-        for session in Set(rows.compactMap { $0["session_id"]?.stringValue }).sorted() {
-            lines.append("  " + continueHint(session))
+        if !rows.isEmpty {
+            lines.append("")
+            lines.append(table(["Task ID", "Description", "Status", "Session ID"], rows.map { task in
+                [task.id, oneLine(task.json["description"]?.stringValue ?? ""), status(task.json), task.sessionID]
+            }))
+            lines += ["", "Continuable sessions:"]
+            for session in Set(rows.map(\.sessionID)).sorted() {
+                lines.append("  " + continueHint(session))
+            }
+        }
+        let ended = Set(answer.alreadyEnded)
+        let endedRows = answer.tasks.filter { ended.contains($0.id) }
+        if !endedRows.isEmpty {
+            lines += ["", "Already ended: " + endedRows.map { "\($0.id) (\(status($0.json)))" }.joined(separator: ", ")]
         }
         return lines.joined(separator: "\n")
     }

@@ -27,7 +27,7 @@ final class CompletionWatcher: Sendable {
         var following = false
         var watched: [String: Watched] = [:]
         /// Ends seen before their launch answer was handled, so watch() can still report them.
-        var recentEnds: [String: JSONObject] = [:]
+        var recentEnds: [String: TaskEvent] = [:]
         var recentOrder: [String] = []
     }
 
@@ -50,8 +50,8 @@ final class CompletionWatcher: Sendable {
         }
         guard start else { return }
         do {
-            try await gateway.stream(["type": "events", "follow": true], handle: { [self] frame in
-                if frame["type"]?.stringValue == "event" { handle(event: frame) }
+            try await gateway.stream(EventsRequest(follow: true), handle: { [self] frame in
+                if case .event(let event) = frame { handle(event: event) }
                 return false
             }, ended: { [self] in
                 state.withLock { $0.following = false }
@@ -79,7 +79,7 @@ final class CompletionWatcher: Sendable {
 
     /// Reports the task's end when it comes (or if it already came).
     func watch(_ taskID: String, _ watched: Watched) {
-        let early = state.withLock { state -> JSONObject? in
+        let early = state.withLock { state -> TaskEvent? in
             if let event = state.recentEnds.removeValue(forKey: taskID) { return event }
             state.watched[taskID] = watched
             return nil
@@ -87,10 +87,9 @@ final class CompletionWatcher: Sendable {
         if let early { report(early, watched) }
     }
 
-    private func handle(event: JSONObject) {
-        guard let id = event["task_id"]?.stringValue,
-              let status = event["status"]?.stringValue.flatMap(TaskStatus.init(rawValue:)), status.isTerminal
-        else { return }
+    private func handle(event: TaskEvent) {
+        guard event.status.isTerminal else { return }
+        let id = event.taskID
         let watched = state.withLock { state -> Watched? in
             if let watched = state.watched.removeValue(forKey: id) { return watched }
             state.recentEnds[id] = event
@@ -104,20 +103,17 @@ final class CompletionWatcher: Sendable {
         if let watched { report(event, watched) }
     }
 
-    private func report(_ event: JSONObject, _ watched: Watched) {
-        notify(Ending(taskID: event["task_id"]?.stringValue ?? event["id"]?.stringValue ?? "",
-                      sessionID: event["session_id"]?.stringValue ?? "",
-                      status: event["status"]?.stringValue ?? "", reason: event["reason"]?.stringValue, watched: watched))
+    private func report(_ event: TaskEvent, _ watched: Watched) {
+        notify(Ending(taskID: event.taskID, sessionID: event.sessionID, status: event.status.rawValue, reason: event.reason?.rawValue, watched: watched))
     }
 
     private func reportEndedMeanwhile() async {
         let ids = state.withLock { Array($0.watched.keys) }
-        guard !ids.isEmpty, let answer = try? await gateway.call(["type": "status", "ids": .array(ids.map { .string($0) })]) else { return }
-        for task in answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? [] {
-            guard let id = task["id"]?.stringValue, TaskStatus(rawValue: task["status"]?.stringValue ?? "")?.isTerminal == true,
-                  let watched = state.withLock({ $0.watched.removeValue(forKey: id) })
-            else { continue }
-            report(task, watched)
+        guard !ids.isEmpty, let answer = try? await gateway.call(StatusRequest(ids: ids)) else { return }
+        for task in answer.tasks where task.status.isTerminal {
+            guard let watched = state.withLock({ $0.watched.removeValue(forKey: task.id) }) else { continue }
+            report(TaskEvent(atMs: 0, taskID: task.id, sessionID: task.sessionID, status: task.status,
+                             reason: task.json["reason"]?.stringValue.flatMap(TaskReason.init(rawValue:))), watched)
         }
     }
 }

@@ -19,25 +19,24 @@ public struct DaemonGateway: Sendable {
     }
 
     /// One request, one answer; an "error" answer throws with the daemon's message.
-    public func call(_ request: JSONObject) async throws -> JSONObject {
+    public func call<Call: ControlCall>(_ call: Call) async throws -> Call.Reply {
         try await onThread { [self] in
             let client = try ControlClient.connect(state: state, autostart: autostart, serveArguments: serveArguments)
-            return try client.call(request)
+            return try client.call(call)
         }
     }
 
     /// A streaming request: `handle` sees every frame, on the stream's own thread, until
     /// it returns true or the daemon closes the connection. Returns once the stream has
     /// begun (its first frame handled), so nothing that happens after that is missed.
-    public func stream(_ request: JSONObject, handle: @escaping @Sendable (JSONObject) -> Bool, ended: @escaping @Sendable () -> Void) async throws {
+    public func stream<Call: ControlCall>(_ call: Call, handle: @escaping @Sendable (Call.Reply) -> Bool, ended: @escaping @Sendable () -> Void) async throws {
         try await withCheckedThrowingContinuation { (started: CheckedContinuation<Void, any Error>) in
             let thread = Thread { [self] in
                 var resumed = false
                 do {
                     let client = try ControlClient.connect(state: state, autostart: autostart, serveArguments: serveArguments)
-                    try client.send(request)
-                    while let frame = try client.next() {
-                        try ControlClient.check(frame)
+                    try client.send(call)
+                    while let frame = try client.next(answering: Call.self) {
                         let done = handle(frame)
                         if !resumed {
                             resumed = true

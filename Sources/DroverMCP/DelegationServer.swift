@@ -90,28 +90,28 @@ public final class DelegationServer: Sendable {
                 : "session_id \(session) is not a session id (ses_ and 8 hex digits)")
         }
         if background { try await watcher.ensureFollowing() }
-        var request: JSONObject
+        let answer: LaunchReply
         if let session {
-            request = ["type": "continue", "session": .string(session), "prompt": .string(prompt), "description": .string(description)]
+            answer = try await gateway.call(ContinueRequest(session: session, prompt: prompt, description: description))
         } else {
-            request = ["type": "launch", "agent": .string(agent!), "prompt": .string(prompt), "description": .string(description)]
-            if let provider = try arguments.string("provider") { request["provider"] = .string(provider) }
-            if let model = try arguments.string("model") { request["model"] = .string(model) }
+            var task = TaskRequest(agent: agent!, prompt: prompt, description: description)
+            task.provider = try arguments.string("provider")
+            task.model = try arguments.string("model")
+            answer = try await gateway.call(LaunchRequest(task: task))
         }
-        let answer = try await gateway.call(request)
-        let taskID = answer["task_id"]?.stringValue ?? ""
-        let sessionID = answer["session_id"]?.stringValue ?? session ?? ""
-        let task = try await gateway.call(["type": "status", "ids": [.string(taskID)]])["tasks"]?.arrayValue?.first?.objectValue ?? [:]
+        let taskID = answer.taskID
+        let sessionID = answer.sessionID
+        let task = try await gateway.call(StatusRequest(ids: [taskID])).tasks.first?.json ?? [:]
         let agentName = task["agent"]?.stringValue ?? agent ?? ""
-        if answer["delivered"]?.boolValue == true {
+        if answer.delivered {
             return """
                 Prompt delivered to the running task \(taskID) of session \(sessionID); its answer will be part of that task's result.
                 Use background_output with task_id "\(taskID)" to check on it.
                 """
         }
         guard background else {
-            let ended = try await gateway.call(["type": "output", "id": .string(taskID), "wait": true])
-            return TaskText.resultBlock(ended["task"]?.objectValue ?? task, result: ended["result"]?.stringValue)
+            let ended = try await gateway.call(OutputRequest(id: taskID, wait: true))
+            return TaskText.resultBlock(ended.task.json, result: ended.result)
         }
         watcher.watch(taskID, .init(description: description, agent: agentName))
         return """
@@ -121,7 +121,7 @@ public final class DelegationServer: Sendable {
             Session ID: \(sessionID)
             Description: \(description)
             Agent: \(agentName)
-            Status: \(task["status"]?.stringValue ?? answer["status"]?.stringValue ?? "pending")
+            Status: \(task["status"]?.stringValue ?? answer.status.rawValue)
 
             You will be notified when it ends. Meanwhile, go on with other work.
             To read its result: background_output with task_id "\(taskID)" (block: true waits for it).
@@ -135,18 +135,13 @@ public final class DelegationServer: Sendable {
         }
         let block = try arguments.bool("block", default: false)
         let timeout = try arguments.milliseconds("timeout", default: DelegationTools.defaultTimeoutMs, in: 0...DelegationTools.maxTimeoutMs)
-        var request: JSONObject = ["type": "output", "id": .string(taskID)]
-        if block {
-            request["wait"] = true
-            request["timeout_ms"] = .number(Double(timeout))
-        }
-        let answer = try await gateway.call(request)
-        let task = answer["task"]?.objectValue ?? [:]
-        if TaskStatus(rawValue: task["status"]?.stringValue ?? "")?.isTerminal == true {
-            return TaskText.resultBlock(task, result: answer["result"]?.stringValue)
+        let answer = try await gateway.call(block ? OutputRequest(id: taskID, wait: true, timeoutMs: timeout) : OutputRequest(id: taskID))
+        let task = answer.task.json
+        if answer.task.status.isTerminal {
+            return TaskText.resultBlock(task, result: answer.result)
         }
         var lines = ["Task Status", "", TaskText.statusTable([task])]
-        if answer["type"]?.stringValue == "timeout" {
+        if answer.timedOut {
             lines += ["", "Still running after waiting \(DurationText.format(milliseconds: timeout)). Call again to wait more, or go on with other work: you will be notified when it ends."]
         }
         if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
@@ -156,19 +151,17 @@ public final class DelegationServer: Sendable {
     private func cancel(_ arguments: ToolArguments) async throws -> String {
         let taskID = try arguments.string("taskId") ?? arguments.string("task_id")
         let all = try arguments.bool("all", default: false)
-        var request: JSONObject = ["type": "cancel"]
+        let selection: TaskSelection
         switch (taskID, all) {
         case (nil, false): throw ToolInputError("give taskId (a bg_... id) to cancel one task, or all: true to cancel every task that has not ended")
         case (.some, true): throw ToolInputError("give taskId or all: true, not both")
-        case (let id?, false): request["ids"] = [.string(id)]
-        case (nil, true): request["all"] = true
+        case (let id?, false): selection = .ids([id])
+        case (nil, true): selection = .all
         }
-        let answer = try await gateway.call(request)
-        let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
-        let cancelled = Set(answer["cancelled"]?.arrayValue?.compactMap(\.stringValue) ?? [])
-        var text = TaskText.cancelReport(tasks: tasks, cancelled: cancelled) { "delegate_task with session_id \"\($0)\" and a new prompt" }
-        if let id = taskID, cancelled.isEmpty, let task = tasks.first {
-            text += "\n\nTask \(id) had already ended (\(TaskText.status(task))); use background_output to read its result."
+        let answer = try await gateway.call(CancelRequest(selection))
+        var text = TaskText.cancelReport(answer) { "delegate_task with session_id \"\($0)\" and a new prompt" }
+        if !answer.alreadyEnded.isEmpty {
+            text += "\n\nUse background_output to read the results of the tasks that had already ended."
         }
         return text
     }

@@ -71,29 +71,22 @@ struct LaunchCommand: ParsableCommand {
             guard !ProcessSetup.isTerminal(0) else { throw ValidationError("give --prompt, --prompt-file, or pipe the prompt on standard input") }
             text = String(decoding: (try? FileSystem.read("/dev/stdin")) ?? [], as: UTF8.self)
         }
-        var request: JSONObject = ["type": "launch", "prompt": .string(text ?? "")]
-        if let agent { request["agent"] = .string(agent) }
-        if let description { request["description"] = .string(description) }
-        if let provider { request["provider"] = .string(provider) }
-        if let model { request["model"] = .string(model) }
-        if let ms = try parseDuration(ttl, flag: "--ttl") { request["ttl_ms"] = .number(Double(ms)) }
-        if let session { request["session"] = .string(session) }
-        if let cwd { request["cwd"] = .string(FileSystem.absolute(cwd)) }
-        if !env.isEmpty {
-            var variables = JSONObject()
-            for entry in env {
-                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                variables[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
-            }
-            request["env"] = .object(variables)
+        var task = TaskRequest(agent: agent ?? "", prompt: text ?? "", description: description)
+        task.provider = provider
+        task.model = model
+        task.timers.taskTtl = try parseDuration(ttl, flag: "--ttl")
+        task.sessionID = session
+        task.cwd = cwd.map(FileSystem.absolute)
+        for entry in env {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            task.env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
-        let answer = try client.call(request)
-        let id = answer["task_id"]?.stringValue ?? ""
-        if wait { return try OutputCommand.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: nil) }
+        let answer = try client.call(LaunchRequest(task: task))
+        if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
-            Terminal.out(JSONWriter.string(.object(["task_id": .string(id), "session_id": answer["session_id"] ?? .null, "status": answer["status"] ?? .null])))
+            Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))
         } else {
-            Terminal.out(id)
+            Terminal.out(answer.taskID)
         }
     }
 }
@@ -105,8 +98,7 @@ struct StatusCommand: ParsableCommand {
     @Argument(help: "Task ids (none: every task).") var ids: [String] = []
 
     func run() throws {
-        let answer = try client.call(["type": "status", "ids": .array(ids.map { .string($0) })])
-        let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        let tasks = try client.call(StatusRequest(ids: ids)).tasks.map(\.json)
         if client.common.json {
             Terminal.out(JSONWriter.string(.array(tasks.map { .object($0) })))
         } else if ids.isEmpty {
@@ -131,29 +123,26 @@ struct OutputCommand: ParsableCommand {
 
     func run() throws {
         if wait { return try Self.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: try parseDuration(timeout, flag: "--timeout")) }
-        try Self.print(try client.call(["type": "output", "id": .string(id)]), json: client.common.json)
+        try Self.print(try client.call(OutputRequest(id: id)), json: client.common.json)
     }
 
     static func waitAndPrint(id: String, client: ClientOptions, json: Bool, timeoutMs: Int?) throws {
-        var request: JSONObject = ["type": "output", "id": .string(id), "wait": true]
-        if let timeoutMs { request["timeout_ms"] = .number(Double(timeoutMs)) }
-        try print(try client.call(request), json: json)
+        try print(try client.call(OutputRequest(id: id, wait: true, timeoutMs: timeoutMs)), json: json)
     }
 
-    static func print(_ answer: JSONObject, json: Bool) throws {
-        let task = answer["task"]?.objectValue ?? JSONObject()
-        let status = task["status"]?.stringValue ?? ""
+    static func print(_ answer: OutputReply, json: Bool) throws {
+        let task = answer.task.json
         if json {
             var document = task
-            document["result"] = answer["result"] ?? .null
+            document["result"] = JSONValue(answer.result)
             Terminal.out(JSONWriter.string(.object(document)))
-        } else if answer["type"]?.stringValue == "timeout" || !(TaskStatus(rawValue: status)?.isTerminal ?? false) {
+        } else if answer.timedOut || !answer.task.status.isTerminal {
             Terminal.out(TaskText.statusTable([task]))
             if let prompt = task["prompt"]?.stringValue { Terminal.out("\nPrompt:\n\(prompt)") }
         } else {
-            Terminal.out(TaskText.resultBlock(task, result: answer["result"]?.stringValue))
+            Terminal.out(TaskText.resultBlock(task, result: answer.result))
         }
-        let code = exitStatus(for: [status])
+        let code = exitStatus(for: [answer.task.status])
         if code != 0 { throw ExitCode(code) }
     }
 }
@@ -173,18 +162,16 @@ struct CancelCommand: ParsableCommand {
     }
 
     func run() throws {
-        var request: JSONObject = ["type": "cancel"]
-        if all { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
-        let answer = try client.call(request)
-        let tasks = answer["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
-        let cancelled = Set(answer["cancelled"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        let answer = try client.call(CancelRequest(all ? .all : .ids(ids)))
         if client.common.json {
-            Terminal.out(JSONWriter.string(.object(["tasks": .array(tasks.map { .object($0) }), "cancelled": .array(cancelled.sorted().map { .string($0) })])))
-            return
+            var document = answer.frame()
+            document["type"] = nil
+            Terminal.out(JSONWriter.string(.object(document)))
+        } else {
+            Terminal.out(TaskText.cancelReport(answer) { "drover continue \($0) --prompt \"...\"" })
         }
-        Terminal.out(TaskText.cancelReport(tasks: tasks, cancelled: cancelled) { "drover continue \($0) --prompt \"...\"" })
-        let unfinished = tasks.filter { !cancelled.contains($0["id"]?.stringValue ?? "") && !(TaskStatus(rawValue: $0["status"]?.stringValue ?? "")?.isTerminal ?? false) }
-        if !unfinished.isEmpty { throw ExitCode(3) }
+        // The daemon answers once every task named has ended; one that has not is a surprise.
+        if answer.tasks.contains(where: { !$0.status.isTerminal }) { throw ExitCode(3) }
     }
 }
 
@@ -199,14 +186,13 @@ struct ContinueCommand: ParsableCommand {
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func run() throws {
-        let answer = try client.call(["type": "continue", "session": .string(session), "prompt": .string(prompt)])
-        let id = answer["task_id"]?.stringValue ?? ""
-        if wait { return try OutputCommand.waitAndPrint(id: id, client: client, json: client.common.json, timeoutMs: nil) }
+        let answer = try client.call(ContinueRequest(session: session, prompt: prompt))
+        if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
-            Terminal.out(JSONWriter.string(.object(["task_id": .string(id), "session_id": .string(session),
-                                                     "status": answer["status"] ?? .null, "delivered": answer["delivered"] ?? false])))
+            Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID),
+                                            "status": .string(answer.status.rawValue), "delivered": .bool(answer.delivered)]))
         } else {
-            Terminal.out(id)
+            Terminal.out(answer.taskID)
         }
     }
 }
@@ -225,33 +211,27 @@ struct WaitCommand: ParsableCommand {
     }
 
     func run() throws {
-        var request: JSONObject = ["type": "wait"]
-        if ids.isEmpty { request["all"] = true } else { request["ids"] = .array(ids.map { .string($0) }) }
-        if let ms = try parseDuration(timeout, flag: "--timeout") { request["timeout_ms"] = .number(Double(ms)) }
+        let request = WaitRequest(ids.isEmpty ? .all : .ids(ids), timeoutMs: try parseDuration(timeout, flag: "--timeout"))
         let live = ProcessSetup.isTerminal(2) && !client.common.json
-        func line(_ frame: JSONObject) -> String {
-            let n = { (key: String) in frame[key]?.intValue ?? 0 }
-            return "\(Terminal.bar(done: n("done"), total: n("total"), width: 20)) \(n("done"))/\(n("total")) done · \(n("running")) running · \(n("pending")) pending · \(n("failed")) failed"
+        func line(_ n: WaitCounts) -> String {
+            "\(Terminal.bar(done: n.done, total: n.total, width: 20)) \(n.done)/\(n.total) done · \(n.running) running · \(n.pending) pending · \(n.failed) failed"
         }
         try client.stream(request, closingIsError: true, onFailure: { if live { Terminal.clearLine(2) } }) { frame in
-            switch frame["type"]?.stringValue {
-            case "progress":
-                if live { Terminal.redraw(2, line(frame)) }
+            switch frame {
+            case .progress(let counts):
+                if live { Terminal.redraw(2, line(counts)) }
                 return false
-            case "ok", "timeout":
+            case .finished(let counts, let tasks, let timedOut):
                 if live { Terminal.clearLine(2) }
-                let tasks = frame["tasks"]?.arrayValue?.compactMap(\.objectValue) ?? []
                 if client.common.json {
-                    Terminal.out(JSONWriter.string(.object(frame)))
+                    Terminal.out(JSONWriter.string(.object(frame.frame())))
                 } else {
-                    Terminal.out(line(frame) + (frame["type"]?.stringValue == "timeout" ? " (timed out)" : ""))
+                    Terminal.out(line(counts) + (timedOut ? " (timed out)" : ""))
                 }
-                if frame["type"]?.stringValue == "timeout" { throw ExitCode(3) }
-                let code = exitStatus(for: tasks.compactMap { $0["status"]?.stringValue })
+                if timedOut { throw ExitCode(3) }
+                let code = exitStatus(for: tasks.map(\.status))
                 if code != 0 { throw ExitCode(code) }
                 return true
-            default:
-                return false
             }
         }
     }
@@ -265,9 +245,9 @@ struct LogsCommand: ParsableCommand {
     @Flag(help: "Keep printing new lines until the task ends.") var follow = false
 
     func run() throws {
-        try client.stream(["type": "logs", "id": .string(id), "follow": .bool(follow)]) { frame in
-            if frame["type"]?.stringValue == "ok" { return true }
-            for line in (frame["text"]?.stringValue ?? "").split(separator: "\n") {
+        try client.stream(LogsRequest(id: id, follow: follow)) { frame in
+            guard case .lines(let text) = frame else { return true }
+            for line in text.split(separator: "\n") {
                 Terminal.out(client.common.json ? String(line) : TaskText.transcriptLine(line))
             }
             return false
@@ -284,18 +264,12 @@ struct EventsCommand: ParsableCommand {
     @Flag(help: "Keep streaming new state changes.") var follow = false
 
     func run() throws {
-        try client.stream(["type": "events", "follow": .bool(follow)]) { frame in
-            switch frame["type"]?.stringValue {
-            case "ok":
-                return true
-            case "lines":
-                Terminal.write(1, frame["text"]?.stringValue ?? "")
-            case "event":
-                var event = frame
-                event["type"] = nil
-                Terminal.out(JSONWriter.string(.object(event)))
-            default:
-                break
+        try client.stream(EventsRequest(follow: follow)) { frame in
+            switch frame {
+            case .end: return true
+            case .lines(let text): Terminal.write(1, text)
+            case .event(let event): Terminal.out(JSONWriter.string(.object(event.json)))
+            case .following: break
             }
             return false
         }
@@ -312,7 +286,7 @@ struct ShutdownCommand: ParsableCommand {
     func run() throws {
         var options = client
         options.noAutostart = true
-        let answer = try options.call(["type": "shutdown"])
-        Terminal.out(client.common.json ? JSONWriter.string(.object(answer)) : (answer["message"]?.stringValue ?? "stopped"))
+        let answer = try options.call(ShutdownRequest())
+        Terminal.out(client.common.json ? JSONWriter.string(.object(answer.frame())) : answer.message)
     }
 }

@@ -25,10 +25,10 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// One request, one answer; an error answer becomes its exit status.
-    func call(_ request: JSONObject) throws -> JSONObject {
+    func call<Call: ControlCall>(_ call: Call) throws -> Call.Reply {
         let client = try connect()
         do {
-            return try client.call(request)
+            return try client.call(call)
         } catch {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
@@ -40,13 +40,12 @@ extension ClientOptions {
     /// Sends one request and hands every answer frame to `handle` until it says the answer
     /// is complete. An error answer, or a lost daemon, becomes its exit status; so does the
     /// daemon closing early when `closingIsError`.
-    func stream(_ request: JSONObject, closingIsError: Bool = false, onFailure: () -> Void = {},
-                _ handle: (JSONObject) throws -> Bool) throws {
+    func stream<Call: ControlCall>(_ call: Call, closingIsError: Bool = false, onFailure: () -> Void = {},
+                                   _ handle: (Call.Reply) throws -> Bool) throws {
         let connection = try connect()
         do {
-            try connection.send(request)
-            while let frame = try connection.next() {
-                try ControlClient.check(frame)
+            try connection.send(call)
+            while let frame = try connection.next(answering: Call.self) {
                 if try handle(frame) { return }
             }
             if closingIsError { throw ClientError(message: "the daemon closed the connection", exitCode: 5) }
@@ -68,9 +67,9 @@ func parseDuration(_ text: String?, flag: String) throws -> Int? {
 }
 
 /// The exit status SPEC section 7 gives a set of ended tasks.
-func exitStatus(for statuses: [String]) -> Int32 {
-    if statuses.contains("error") { return 1 }
-    if statuses.contains("cancelled") { return 4 }
-    if statuses.contains(where: { $0 != "completed" }) { return 3 }
+func exitStatus(for statuses: [TaskStatus]) -> Int32 {
+    if statuses.contains(.error) { return 1 }
+    if statuses.contains(.cancelled) { return 4 }
+    if statuses.contains(where: { $0 != .completed }) { return 3 }
     return 0
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverDaemon
 import DroverWire
 
 /// `drover stats`: the daemon's own figures, read-only (for monitoring and the fault tests).
@@ -11,17 +12,19 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() throws {
-        var answer = try client.call(["type": "stats"])
-        answer["type"] = nil
-        if client.common.json { return Terminal.out(JSONWriter.string(.object(answer))) }
-        func number(_ value: JSONValue?) -> String { value?.intValue.map(String.init) ?? "?" }
+        let answer = try client.call(StatsRequest())
+        if client.common.json {
+            var document = answer.frame()
+            document["type"] = nil
+            return Terminal.out(JSONWriter.string(.object(document)))
+        }
         var lines = [
-            "daemon pid \(number(answer["pid"])): \(number(answer["running"])) running, \(number(answer["pending"])) pending, "
-                + "\(number(answer["tasks"])) tasks known, \(number(answer["open_fds"])) open descriptors",
+            "daemon pid \(answer.pid): \(answer.running) running, \(answer.pending) pending, "
+                + "\(answer.tasks) tasks known, \(answer.openDescriptors) open descriptors",
         ]
-        for pool in answer["pools"]?.arrayValue?.compactMap(\.objectValue) ?? [] {
-            let limit = pool["limit"]?.intValue == 0 ? "unlimited" : number(pool["limit"])
-            lines.append("pool \(pool["id"]?.stringValue ?? "?"): \(number(pool["running"])) of \(limit) in use, \(number(pool["waiting"])) waiting")
+        for pool in answer.pools {
+            let limit = pool.limit == 0 ? "unlimited" : String(pool.limit)
+            lines.append("pool \(pool.id): \(pool.running) of \(limit) in use, \(pool.waiting) waiting")
         }
         Terminal.out(lines.joined(separator: "\n"))
     }

@@ -1,0 +1,332 @@
+import DroverCore
+import DroverWire
+
+/// A control request as the daemon acts on it: one case per request type, each with a
+/// typed payload. `decode` is the only way in from the wire, and checks every member, so a
+/// malformed request never reaches a handler (see README, "the control protocol").
+public enum ControlRequest: Sendable {
+    case launch(LaunchRequest)
+    case status(StatusRequest)
+    case output(OutputRequest)
+    case cancel(CancelRequest)
+    case `continue`(ContinueRequest)
+    case wait(WaitRequest)
+    case logs(LogsRequest)
+    case events(EventsRequest)
+    case shutdown(ShutdownRequest)
+    case ping(PingRequest)
+    case stats(StatsRequest)
+
+    static let types = [
+        LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
+        LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type,
+    ]
+
+    /// Reads a request frame; the error names the request type and the wrong member.
+    public static func decode(_ object: JSONObject) throws(RequestError) -> ControlRequest {
+        guard let type = object["type"]?.stringValue else {
+            throw RequestError("a request needs a string \"type\" (one of \(types.joined(separator: ", ")))")
+        }
+        var members = object
+        members["type"] = nil
+        do {
+            if let request = try payload(type, members) { return request }
+        } catch {
+            throw RequestError("\(type): \(error.message)")
+        }
+        throw RequestError("unknown request type \"\(type)\" (known: \(types.joined(separator: ", ")))")
+    }
+
+    private static func payload(_ type: String, _ members: JSONObject) throws(FieldError) -> ControlRequest? {
+        switch type {
+        case LaunchRequest.type: .launch(try LaunchRequest(decoding: members))
+        case StatusRequest.type: .status(try StatusRequest(decoding: members))
+        case OutputRequest.type: .output(try OutputRequest(decoding: members))
+        case CancelRequest.type: .cancel(try CancelRequest(decoding: members))
+        case ContinueRequest.type: .continue(try ContinueRequest(decoding: members))
+        case WaitRequest.type: .wait(try WaitRequest(decoding: members))
+        case LogsRequest.type: .logs(try LogsRequest(decoding: members))
+        case EventsRequest.type: .events(try EventsRequest(decoding: members))
+        case ShutdownRequest.type: .shutdown(try ShutdownRequest(decoding: members))
+        case PingRequest.type: .ping(try PingRequest(decoding: members))
+        case StatsRequest.type: .stats(try StatsRequest(decoding: members))
+        default: nil
+        }
+    }
+
+    /// The request frame's object.
+    public var json: JSONObject {
+        switch self {
+        case .launch(let call): call.json()
+        case .status(let call): call.json()
+        case .output(let call): call.json()
+        case .cancel(let call): call.json()
+        case .continue(let call): call.json()
+        case .wait(let call): call.json()
+        case .logs(let call): call.json()
+        case .events(let call): call.json()
+        case .shutdown(let call): call.json()
+        case .ping(let call): call.json()
+        case .stats(let call): call.json()
+        }
+    }
+}
+
+/// A request the daemon refuses unread: answered with code 2 and this message.
+public struct RequestError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A request payload: its wire type, its strict reader and its writer, and the type of
+/// the answer it gets (a frame enum for streams).
+public protocol ControlCall: Sendable {
+    associatedtype Reply: ControlReply
+    static var type: String { get }
+    /// Reads the members besides `type`, refusing unknown keys.
+    init(decoding members: JSONObject) throws(FieldError)
+    /// The members besides `type`.
+    func members() -> JSONObject
+}
+
+extension ControlCall {
+    /// The whole request frame's object.
+    public func json() -> JSONObject {
+        var object: JSONObject = ["type": .string(Self.type)]
+        for (key, value) in members().members { object[key] = value }
+        return object
+    }
+}
+
+/// Which tasks a request is about: the named ones, or every task that has not ended.
+public enum TaskSelection: Sendable, Equatable {
+    case ids([String])
+    case all
+
+    static let keys = ["ids", "all"]
+
+    init(_ fields: FieldReader) throws(FieldError) {
+        let ids = try fields.strings("ids", of: "task ids")
+        switch (ids, try fields.bool("all") ?? false) {
+        case (nil, true): self = .all
+        case (let ids?, false):
+            guard !ids.isEmpty else { throw FieldError(field: "ids", "\"ids\" must name at least one task (or give \"all\": true)") }
+            self = .ids(ids)
+        case (.some, true): throw FieldError(field: "all", "give \"ids\" or \"all\": true, not both")
+        case (nil, false): throw FieldError(field: "ids", "needs \"ids\" (an array of task ids) or \"all\": true")
+        }
+    }
+
+    func write(into object: inout JSONObject) {
+        switch self {
+        case .ids(let ids): object["ids"] = .array(ids.map { .string($0) })
+        case .all: object["all"] = true
+        }
+    }
+}
+
+// MARK: the requests
+
+/// Queues a task: the fields of a manifest line, plus `session` (and `ttl_ms` as older
+/// clients send it).
+public struct LaunchRequest: ControlCall {
+    public typealias Reply = LaunchReply
+    public static let type = "launch"
+    public var task: TaskRequest
+
+    public init(task: TaskRequest) { self.task = task }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        task = try TaskRequest.decode(members, from: .launch)
+        task.resume = task.sessionID != nil
+    }
+
+    public func members() -> JSONObject {
+        var object = task.json()
+        object["resume"] = nil  // a session implies it
+        object["prompt"] = .string(task.prompt)
+        if let description = task.description { object["description"] = .string(description) }
+        if let session = task.sessionID { object["session"] = .string(session) }
+        return object
+    }
+}
+
+/// Rows of every task, or the named tasks' task.json documents.
+public struct StatusRequest: ControlCall {
+    public typealias Reply = TasksReply
+    public static let type = "status"
+    public var ids: [String]
+
+    public init(ids: [String] = []) { self.ids = ids }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        ids = try FieldReader(members, known: ["ids"]).strings("ids", of: "task ids") ?? []
+    }
+
+    public func members() -> JSONObject { ids.isEmpty ? [:] : ["ids": .array(ids.map { .string($0) })] }
+}
+
+/// A task with its result; with `wait`, once it has ended (or `timeout_ms` passed).
+public struct OutputRequest: ControlCall {
+    public typealias Reply = OutputReply
+    public static let type = "output"
+    public var id: String
+    public var wait: Bool
+    public var timeoutMs: Int?
+
+    public init(id: String, wait: Bool = false, timeoutMs: Int? = nil) {
+        self.id = id
+        self.wait = wait
+        self.timeoutMs = timeoutMs
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["id", "wait", "timeout_ms"])
+        id = try fields.required("id", fields.string)
+        wait = try fields.bool("wait") ?? false
+        timeoutMs = try fields.milliseconds("timeout_ms")
+        if timeoutMs != nil && !wait { throw FieldError(field: "timeout_ms", "\"timeout_ms\" needs \"wait\": true") }
+    }
+
+    public func members() -> JSONObject {
+        var object: JSONObject = ["id": .string(id)]
+        if wait { object["wait"] = true }
+        if let timeoutMs { object["timeout_ms"] = .number(Double(timeoutMs)) }
+        return object
+    }
+}
+
+/// Cancels tasks; answered once every one of them has ended.
+public struct CancelRequest: ControlCall {
+    public typealias Reply = CancelReply
+    public static let type = "cancel"
+    public var tasks: TaskSelection
+
+    public init(_ tasks: TaskSelection) { self.tasks = tasks }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        tasks = try TaskSelection(FieldReader(members, known: TaskSelection.keys))
+    }
+
+    public func members() -> JSONObject {
+        var object = JSONObject()
+        tasks.write(into: &object)
+        return object
+    }
+}
+
+/// A follow-up prompt for a session: to its running task, or as a new task.
+public struct ContinueRequest: ControlCall {
+    public typealias Reply = LaunchReply
+    public static let type = "continue"
+    public var session: String
+    public var prompt: String
+    public var description: String?
+
+    public init(session: String, prompt: String, description: String? = nil) {
+        self.session = session
+        self.prompt = prompt
+        self.description = description
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["session", "prompt", "description"])
+        session = try fields.required("session", fields.string)
+        prompt = try fields.required("prompt", fields.string)
+        guard !prompt.isEmpty else { throw FieldError(field: "prompt", "\"prompt\" must not be empty") }
+        description = try fields.string("description")
+    }
+
+    public func members() -> JSONObject {
+        var object: JSONObject = ["session": .string(session), "prompt": .string(prompt)]
+        if let description { object["description"] = .string(description) }
+        return object
+    }
+}
+
+/// Progress frames until the tasks have ended (or `timeout_ms` passed).
+public struct WaitRequest: ControlCall {
+    public typealias Reply = WaitFrame
+    public static let type = "wait"
+    public var tasks: TaskSelection
+    public var timeoutMs: Int?
+
+    public init(_ tasks: TaskSelection, timeoutMs: Int? = nil) {
+        self.tasks = tasks
+        self.timeoutMs = timeoutMs
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: TaskSelection.keys + ["timeout_ms"])
+        tasks = try TaskSelection(fields)
+        timeoutMs = try fields.milliseconds("timeout_ms")
+    }
+
+    public func members() -> JSONObject {
+        var object = JSONObject()
+        tasks.write(into: &object)
+        if let timeoutMs { object["timeout_ms"] = .number(Double(timeoutMs)) }
+        return object
+    }
+}
+
+/// A task's transcript lines; with `follow`, new ones until it ends.
+public struct LogsRequest: ControlCall {
+    public typealias Reply = LogsFrame
+    public static let type = "logs"
+    public var id: String
+    public var follow: Bool
+
+    public init(id: String, follow: Bool = false) {
+        self.id = id
+        self.follow = follow
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["id", "follow"])
+        id = try fields.required("id", fields.string)
+        follow = try fields.bool("follow") ?? false
+    }
+
+    public func members() -> JSONObject { ["id": .string(id), "follow": .bool(follow)] }
+}
+
+/// events.jsonl so far; with `follow`, each state change as it happens instead.
+public struct EventsRequest: ControlCall {
+    public typealias Reply = EventsFrame
+    public static let type = "events"
+    public var follow: Bool
+
+    public init(follow: Bool = false) { self.follow = follow }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        follow = try FieldReader(members, known: ["follow"]).bool("follow") ?? false
+    }
+
+    public func members() -> JSONObject { ["follow": .bool(follow)] }
+}
+
+public struct ShutdownRequest: ControlCall {
+    public typealias Reply = ShutdownReply
+    public static let type = "shutdown"
+    public init() {}
+    public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
+    public func members() -> JSONObject { [:] }
+}
+
+public struct PingRequest: ControlCall {
+    public typealias Reply = PingReply
+    public static let type = "ping"
+    public init() {}
+    public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
+    public func members() -> JSONObject { [:] }
+}
+
+public struct StatsRequest: ControlCall {
+    public typealias Reply = StatsReply
+    public static let type = "stats"
+    public init() {}
+    public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
+    public func members() -> JSONObject { [:] }
+}
