@@ -362,6 +362,8 @@ private struct Cursor {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let value = Double(text) else { throw error("invalid number", at: start) }
+        // Past Double's range it would read as infinity, which JSON cannot write back.
+        guard value.isFinite else { throw error("number out of range", at: start) }
         return .number(value)
     }
 

@@ -46,6 +46,14 @@ import Testing
         }
     }
 
+    @Test func refusesNumbersPastDoublesRange() throws {
+        for huge in ["1e999", "-1e400", "[0, 17976931348623159" + String(repeating: "0", count: 292) + "]"] {
+            #expect(throws: JSONParseError.self, "accepted \(huge)") { _ = try JSONParser.parse(huge) }
+        }
+        #expect(try JSONParser.parse("1e-400").value == 0)  // underflow is just zero
+        #expect(try JSONParser.parse("1.7976931348623157e308").value == .number(.greatestFiniteMagnitude))
+    }
+
     @Test func refusesDeepNesting() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         #expect(throws: JSONParseError.self) { _ = try JSONParser.parse(deep) }
