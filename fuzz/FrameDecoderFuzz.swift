@@ -5,7 +5,7 @@ import DroverWire
 @_cdecl("LLVMFuzzerTestOneInput")
 public func frameDecoderFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let bytes = UnsafeBufferPointer(start: data, count: size)
-    var decoder = FrameDecoder(maxFrameBytes: 1 << 16)
+    var decoder = FrameDecoder(maxFrameBytes: 1 << 20)
     // The first byte picks the read size, so split and merged reads are both explored.
     let step = max(1, Int(bytes.first ?? 1))
     var offset = 0

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -116,4 +117,22 @@ pid_t drover_peek_exited_child(void) {
     info.si_pid = 0;
     if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return 0;
     return info.si_pid;
+}
+
+const int drover_o_path = O_PATH;
+
+int drover_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+#ifdef SYS_openat2
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)(flags | O_CLOEXEC);
+    // openat2 refuses a mode unless the call may create a file.
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+#else
+    (void)dirfd, (void)path, (void)flags, (void)mode;
+    errno = ENOSYS;
+    return -1;
+#endif
 }

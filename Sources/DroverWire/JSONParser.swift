@@ -57,6 +57,8 @@ private struct Cursor {
     var depth = 0
     var path: [String] = []
     var lines: [String: Int] = [:]
+    var linesCountedTo = 0
+    var linesSoFar = 1
 
     init(bytes: UnsafeBufferPointer<UInt8>, options: JSONParser.Options) {
         self.bytes = bytes
@@ -88,10 +90,15 @@ private struct Cursor {
         return "byte 0x" + String(byte, radix: 16)
     }
 
-    func lineNumber(at offset: Int) -> Int {
-        var line = 1
-        for i in 0..<offset where bytes[i] == UInt8(ascii: "\n") { line += 1 }
-        return line
+    /// The line of `offset`. Recorded offsets only grow, so counting resumes where it last
+    /// stopped (counting from the start each time made a large config quadratic).
+    mutating func lineNumber(at offset: Int) -> Int {
+        if offset < linesCountedTo { (linesCountedTo, linesSoFar) = (0, 1) }
+        while linesCountedTo < offset {
+            if bytes[linesCountedTo] == 0x0A { linesSoFar += 1 }
+            linesCountedTo += 1
+        }
+        return linesSoFar
     }
 
     mutating func skipWhitespace() throws(JSONParseError) {
@@ -183,7 +190,7 @@ private struct Cursor {
             }
             let value = try parseValue()
             if options.recordLines { path.removeLast() }
-            object.appendMember(key, value)
+            object[key] = value  // a duplicate key: the last value wins
             try skipWhitespace()
             guard index < bytes.count else { throw error("unterminated object") }
             if bytes[index] == UInt8(ascii: ",") {
@@ -355,6 +362,8 @@ private struct Cursor {
         }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let value = Double(text) else { throw error("invalid number", at: start) }
+        // Past Double's range it would read as infinity, which JSON cannot write back.
+        guard value.isFinite else { throw error("number out of range", at: start) }
         return .number(value)
     }
 

@@ -71,49 +71,73 @@ extension JSONValue {
     public init(_ value: String?) { self = value.map { .string($0) } ?? .null }
 }
 
-/// A JSON object with its members in insertion order. Lookups are linear: objects on the
-/// wire and in drover's files have a handful of members.
+/// A JSON object with its members in insertion order. Small objects (drover's files, most
+/// frames) are searched linearly; past `indexedFrom` members a key index makes lookup and
+/// insertion constant time, so one frame with a million keys parses in linear time.
+/// (Swift seeds String hashing per process, so chosen keys cannot collide on purpose.)
 public struct JSONObject: Sendable, Equatable {
     public private(set) var keys: [String] = []
     public private(set) var values: [JSONValue] = []
+    /// Each key's position in `keys`; kept only while the object has `indexedFrom` members or more.
+    private var positions: [String: Int]?
+    static let indexedFrom = 17
 
     public init() {}
 
     public var count: Int { keys.count }
     public var isEmpty: Bool { keys.isEmpty }
 
+    /// Setting a key that is there replaces its value in place (so a duplicate key in a
+    /// document keeps its first position and its last value); nil removes it.
     public subscript(key: String) -> JSONValue? {
-        get {
-            guard let index = keys.firstIndex(of: key) else { return nil }
-            return values[index]
-        }
+        get { position(of: key).map { values[$0] } }
         set {
-            if let index = keys.firstIndex(of: key) {
+            if let index = position(of: key) {
                 if let newValue {
                     values[index] = newValue
                 } else {
-                    keys.remove(at: index)
-                    values.remove(at: index)
+                    remove(at: index)
                 }
             } else if let newValue {
-                keys.append(key)
-                values.append(newValue)
+                append(key, newValue)
             }
         }
     }
 
-    /// Appends without checking for an existing key; the parser uses it so that a
-    /// duplicate key keeps JSON's usual "last one wins" on lookup through `subscript`.
-    mutating func appendMember(_ key: String, _ value: JSONValue) {
-        if let index = keys.firstIndex(of: key) {
-            values[index] = value
-        } else {
-            keys.append(key)
-            values.append(value)
+    public var members: Zip2Sequence<[String], [JSONValue]> { zip(keys, values) }
+
+    /// Members only: the index is a cache.
+    public static func == (left: JSONObject, right: JSONObject) -> Bool {
+        left.keys == right.keys && left.values == right.values
+    }
+
+    private func position(of key: String) -> Int? {
+        if let positions { return positions[key] }
+        return keys.firstIndex(of: key)
+    }
+
+    private mutating func append(_ key: String, _ value: JSONValue) {
+        keys.append(key)
+        values.append(value)
+        if positions != nil {
+            positions![key] = keys.count - 1
+        } else if keys.count >= Self.indexedFrom {
+            positions = Dictionary(uniqueKeysWithValues: zip(keys, keys.indices))
         }
     }
 
-    public var members: Zip2Sequence<[String], [JSONValue]> { zip(keys, values) }
+    /// Linear, as removing from the middle of an array is; only drover's own code removes.
+    private mutating func remove(at index: Int) {
+        let key = keys.remove(at: index)
+        values.remove(at: index)
+        guard positions != nil else { return }
+        if keys.count < Self.indexedFrom {
+            positions = nil
+            return
+        }
+        positions![key] = nil
+        for moved in index..<keys.count { positions![keys[moved]] = moved }
+    }
 }
 
 extension JSONObject: ExpressibleByDictionaryLiteral {

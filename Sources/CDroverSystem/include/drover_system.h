@@ -46,4 +46,13 @@ int drover_peer_uid(int fd, uid_t *uid);
 // A connected Unix stream socket to path (close-on-exec), or -1 with errno set.
 int drover_connect_unix(const char *path);
 
+// O_PATH (a descriptor that names a folder without opening it for reading).
+extern const int drover_o_path;
+
+// openat2(2) confined beneath the folder dirfd: path may not leave it (no "..", no absolute
+// path) nor pass through any symbolic link, its last component included (RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS). O_CLOEXEC is added to flags. A descriptor, or
+// -1 with errno set (ENOSYS where the kernel has no openat2).
+int drover_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
+
 #endif
