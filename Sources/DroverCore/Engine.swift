@@ -14,10 +14,23 @@ public final class Engine {
     public init(folder: String, config: DroverConfig, launch: WorkerLaunch, policy: PersistencePolicy, durable: Bool = true,
                 workingDirectory: String = FileSystem.currentDirectory()) throws(FolderError)
     {
+        // SPEC 16.4: refused before anything is read or written in it, and checked again
+        // through the descriptor the store then holds (the path could change in between).
+        do {
+            try FolderPermissions.check(path: folder)
+        } catch {
+            throw FolderError(description: error.description)
+        }
         loop = EventLoop()
         do {
             store = try ResultStore(loop: loop, root: folder, durable: durable)
         } catch {
+            throw FolderError(description: error.description)
+        }
+        do {
+            try FolderPermissions.check(store.folder)
+        } catch {
+            store.close()
             throw FolderError(description: error.description)
         }
         supervisor = Supervisor(loop: loop, config: config, store: store, launch: launch, policy: policy, workingDirectory: workingDirectory)

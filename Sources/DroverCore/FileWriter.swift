@@ -1,4 +1,3 @@
-import CDroverSystem
 import Glibc
 
 /// A background thread that writes files in batches. The loop thread hands it whole batches;
@@ -60,18 +59,18 @@ final class FileWriter: @unchecked Sendable {
 
     private var thread = pthread_t()
     private let durable: Bool
-    private let syncRoot: String
-    private let journalPath: String
+    /// Every file is reached through it: nothing outside the root, no symlink followed.
+    private let folder: SafeFolder
+    private static let journalName = "events.jsonl"
     private let notify: @Sendable () -> Void
 
     /// `notify` runs on the writer thread whenever progress is made; it must only wake the loop.
-    init(syncRoot: String, journalPath: String, durable: Bool, notify: @escaping @Sendable () -> Void) {
-        self.syncRoot = syncRoot
-        self.journalPath = journalPath
+    init(folder: SafeFolder, durable: Bool, notify: @escaping @Sendable () -> Void) {
+        self.folder = folder
         self.durable = durable
         self.notify = notify
         // Open for the writer's whole life: one descriptor, from the start.
-        journalFD = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        journalFD = (try? folder.openForAppending(Self.journalName)) ?? -1
         let context = Unmanaged.passRetained(self).toOpaque()
         pthread_create(&thread, nil, { context in
             let writer = Unmanaged<FileWriter>.fromOpaque(context!).takeRetainedValue()
@@ -211,14 +210,14 @@ final class FileWriter: @unchecked Sendable {
 
         // 2. Folders and appends.
         for (sequence, path) in round.directories {
-            do { try FileSystem.makeDirectories(path) } catch {
+            do { try folder.makeFolder(relative(path)) } catch {
                 missingFolders.insert(path)
                 failed(error, .makeDirectory(path), sequence)
             }
         }
         for path in round.appendOrder {
             let (sequence, bytes) = round.appends[path]!
-            do { try FileSystem.append(path, bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
+            do { try folder.append(relative(path), bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
         }
 
         // 3. Replacements: a few files are synced one by one; past that one syncfs is cheaper
@@ -228,25 +227,22 @@ final class FileWriter: @unchecked Sendable {
         for path in round.replaceOrder {
             let (sequence, content) = round.replaces[path]!
             do {
-                try FileSystem.writeFile(path + ".tmp", content(), sync: syncEach)
+                try folder.write(relative(path) + ".tmp", content(), sync: syncEach)
                 written.append(path)
             } catch {
-                unlink(path + ".tmp")  // no half-written file is left beside the old one
+                try? folder.removeFile(relative(path) + ".tmp")  // no half-written file is left beside the old one
                 failed(error, .replace(path: path, content: content), sequence)
             }
         }
-        if durable && !syncEach && !written.isEmpty {
-            let fd = open(syncRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd >= 0 {
-                _ = drover_syncfs(fd)
-                close(fd)
+        if durable && !syncEach && !written.isEmpty { try? folder.syncFileSystem() }
+        for path in written {
+            do {
+                try folder.rename(relative(path) + ".tmp", to: relative(path))
+            } catch {
+                try? folder.removeFile(relative(path) + ".tmp")
+                let (sequence, content) = round.replaces[path]!
+                failed(error, .replace(path: path, content: content), sequence)
             }
-        }
-        for path in written where rename(path + ".tmp", path) != 0 {
-            let error = FileError(path: path, operation: "rename into", code: errno)
-            unlink(path + ".tmp")
-            let (sequence, content) = round.replaces[path]!
-            failed(error, .replace(path: path, content: content), sequence)
         }
 
         // 4. Ends, once the files that show them are in place.
@@ -271,17 +267,22 @@ final class FileWriter: @unchecked Sendable {
 
     /// Appends to events.jsonl all or nothing, synced when durable; the error, or nil.
     private func appendJournal(_ bytes: [UInt8]) -> FileError? {
-        if journalFD < 0 {
-            journalFD = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            guard journalFD >= 0 else { return FileError(path: journalPath, operation: "open", code: errno) }
-        }
+        let path = folder.fullPath(Self.journalName)
         do {
-            try FileSystem.appendAll(journalFD, bytes, path: journalPath)
+            if journalFD < 0 { journalFD = try folder.openForAppending(Self.journalName) }
+            try FileSystem.appendAll(journalFD, bytes, path: path)
         } catch {
             return error
         }
-        if durable && fdatasync(journalFD) != 0 { return FileError(path: journalPath, operation: "sync", code: errno) }
+        if durable && fdatasync(journalFD) != 0 { return FileError(path: path, operation: "sync", code: errno) }
         return nil
+    }
+
+    /// A path of the store as the folder takes it. The store only asks for paths under its
+    /// root; anything else is refused, never written.
+    private func relative(_ path: String) -> String {
+        let prefix = folder.path + "/"
+        return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : "/" + path
     }
 }
 

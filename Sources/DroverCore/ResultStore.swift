@@ -13,6 +13,8 @@ import Glibc
 /// can stop reading a worker whose output outpaces the disk (SPEC 16.5).
 public final class ResultStore {
     public let root: String
+    /// The root, reached without following any symlink below it (SPEC 16.4).
+    public let folder: SafeFolder
     private let writer: FileWriter
     private let loop: EventLoop
     private let wakeup: UnsafeMutablePointer<uv_async_t>
@@ -58,16 +60,16 @@ public final class ResultStore {
 
     /// Opens (creating) the root. `durable: false` skips the syncs (tests, scratch runs).
     public init(loop: EventLoop, root: String, durable: Bool = true) throws(FileError) {
-        let root = FileSystem.absolute(root)
-        try FileSystem.makeDirectories(root + "/tasks")
-        try FileSystem.makeDirectories(root + "/sessions")
-        self.root = root
+        folder = try SafeFolder(root: root, create: true)
+        try folder.makeFolder("tasks")
+        try folder.makeFolder("sessions")
+        self.root = folder.path
         self.loop = loop
         wakeup = allocateHandle(uv_async_t.self)
         beforePoll = allocateHandle(uv_prepare_t.self)
         afterPoll = allocateHandle(uv_check_t.self)
         let asyncHandle = SendableHandle(pointer: UnsafeMutableRawPointer(wakeup))
-        writer = FileWriter(syncRoot: root, journalPath: root + "/events.jsonl", durable: durable) {
+        writer = FileWriter(folder: folder, durable: durable) {
             uv_async_send(asyncHandle.pointer.assumingMemoryBound(to: uv_async_t.self))
         }
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -111,7 +113,13 @@ public final class ResultStore {
 
     /// Creates a task's folder now (when a file must exist before the batch runs).
     public func createTaskDirectoryNow(_ taskID: String) throws(FileError) {
-        try FileSystem.makeDirectories(taskDirectory(taskID))
+        try folder.makeFolder("tasks/" + taskID)
+    }
+
+    /// A path under the root as the folder takes it (nil for one outside it).
+    public func relative(_ path: String) -> String? {
+        let prefix = root + "/"
+        return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : nil
     }
 
     public func writeTask(_ snapshot: TaskSnapshot) {

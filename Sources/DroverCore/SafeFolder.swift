@@ -99,6 +99,19 @@ public final class SafeFolder: Sendable {
         if sync && fdatasync(fd) != 0 { throw FileError(path: fullPath(relative), operation: "sync", code: errno) }
     }
 
+    /// Opens a regular file for appending (created 0600), for a writer that keeps it open
+    /// and syncs it itself. The caller closes it.
+    public func openForAppending(_ relative: String) throws(FileError) -> Int32 {
+        let fd = try openFile(relative, O_WRONLY | O_CREAT | O_APPEND)
+        do {
+            _ = try requireRegularFile(fd, relative)
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
     /// Appends all of `bytes` or nothing: after a failed write (a full disk) the file is cut
     /// back to its old end, so a JSON-lines file never ends in half a line.
     public func append(_ relative: String, _ bytes: [UInt8]) throws(FileError) {

@@ -339,7 +339,7 @@ public final class Supervisor {
         let promptFile = store.taskDirectory(record.id) + "/prompt.txt"
         if plan.cwdIsPrivate {
             do {
-                try FileSystem.makeDirectories(plan.cwd)
+                try store.folder.makeFolder(store.relative(plan.cwd) ?? plan.cwd)
             } catch {
                 return .failure(SpawnFailure(message: "cannot create the task's working folder: \(error)"))
             }
@@ -347,7 +347,7 @@ public final class Supervisor {
         if plan.arguments.contains(where: { $0.contains("{prompt_file}") }) {
             do {
                 try store.createTaskDirectoryNow(record.id)
-                try FileSystem.writeFile(promptFile, Array(record.prompt.utf8))
+                try store.folder.write("tasks/\(record.id)/prompt.txt", Array(record.prompt.utf8))
             } catch {
                 return .failure(SpawnFailure(message: "cannot write the prompt file: \(error)"))
             }

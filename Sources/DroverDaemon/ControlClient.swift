@@ -32,7 +32,7 @@ public final class ControlClient {
     /// logging to daemon.log) when none answers and `autostart` allows it.
     public static func connect(state: StateFolder, autostart: Bool, serveArguments: [String] = []) throws(ClientError) -> ControlClient {
         let first = drover_connect_unix(state.socket)
-        if first >= 0 { return ControlClient(fd: first) }
+        if first >= 0 { return try verified(first, state) }
         let reason = errno
         guard reason == ENOENT || reason == ECONNREFUSED else {
             throw ClientError(message: "cannot reach the drover daemon at \(state.socket): \(String(cString: strerror(reason)))", exitCode: 5)
@@ -46,7 +46,7 @@ public final class ControlClient {
         var waitedUs: UInt32 = 0
         while waitedUs < 5_000_000 {
             let fd = drover_connect_unix(state.socket)
-            if fd >= 0 { return ControlClient(fd: fd) }
+            if fd >= 0 { return try verified(fd, state) }
             usleep(delayUs)
             waitedUs += delayUs
             delayUs = min(delayUs * 2, 100_000)
@@ -56,7 +56,24 @@ public final class ControlClient {
         throw ClientError(message: "cannot start the drover daemon for \(state.path)\(last.isEmpty ? "" : ":\n" + last)", exitCode: 5)
     }
 
+    /// Only a daemon of this user is spoken to: a socket another user planted could ask for
+    /// prompts and answer with lies.
+    private static func verified(_ fd: Int32, _ state: StateFolder) throws(ClientError) -> ControlClient {
+        var uid: uid_t = 0
+        guard drover_peer_uid(fd, &uid) == 0, uid == geteuid() else {
+            close(fd)
+            throw ClientError(message: "refusing the daemon at \(state.socket): it runs as \(FolderPermissions.userName(uid)), not as this user", exitCode: 5)
+        }
+        return ControlClient(fd: fd)
+    }
+
     private static func startDaemon(state: StateFolder, extraArguments: [String]) throws(ClientError) {
+        // A folder the daemon would refuse is refused here, at once and with its reason (exit 2).
+        do {
+            try FolderPermissions.check(path: state.path)
+        } catch {
+            throw ClientError(message: error.description, exitCode: 2)
+        }
         do {
             try FileSystem.makeDirectories(state.path)
         } catch {

@@ -11,19 +11,23 @@ import Glibc
 public final class DaemonServer {
     public enum StartError: Error, CustomStringConvertible {
         case locked(String)
+        /// The folder is not private to this user (SPEC 16.4).
+        case refused(String)
         case storage(String)
         case socket(String)
 
         public var description: String {
             switch self {
-            case .locked(let text), .storage(let text), .socket(let text): text
+            case .locked(let text), .refused(let text), .storage(let text), .socket(let text): text
             }
         }
 
-        /// Exit status for `drover serve`: 2 when another daemon holds the folder.
+        /// Exit status for `drover serve`: 2 when another daemon holds the folder, or it is refused.
         public var exitCode: Int32 {
-            if case .locked = self { return 2 }
-            return 5
+            switch self {
+            case .locked, .refused: 2
+            case .storage, .socket: 5
+            }
         }
     }
 
@@ -53,6 +57,11 @@ public final class DaemonServer {
         self.state = state
         self.config = config
         do {
+            try FolderPermissions.check(path: state.path)
+        } catch {
+            throw .refused(error.description)
+        }
+        do {
             try FileSystem.makeDirectories(state.path)
         } catch {
             throw .storage(error.description)
@@ -67,7 +76,7 @@ public final class DaemonServer {
             engine = try Engine(folder: state.path, config: config, launch: launch, policy: .daemon)
         } catch {
             lock.release(state)
-            throw .storage(error.description)
+            throw .refused(error.description)
         }
         loop = engine.loop
         store = engine.store

@@ -21,7 +21,7 @@ struct BatchResume {
     static func read(supervisor: Supervisor, entries: [ManifestEntry]) -> BatchResume {
         let store = supervisor.store
         var resume = BatchResume()
-        let journal = Journal(path: store.eventsFile)
+        let journal = Journal(folder: store.folder)
         var records: [String: TaskSnapshot] = [:]
         var completedByRow: [String: TaskSnapshot] = [:]
         for entry in TaskFolders.list(store) {
@@ -33,7 +33,9 @@ struct BatchResume {
                 if snapshot.status == .completed, let row = object["manifest_row"]?.stringValue { completedByRow[row] = snapshot }
             }
         }
-        for name in FileSystem.list(store.root) where name.hasSuffix(".tmp") { unlink(store.root + "/" + name) }
+        for file in (try? store.folder.list(".")) ?? [] where file.name.hasSuffix(".tmp") && file.kind == .file {
+            try? store.folder.removeFile(file.name)
+        }
         // The newest task of each row, by where it first appears in the journal.
         var newest: [String: (id: String, line: Int)] = [:]
         for (id, entry) in journal.entries {

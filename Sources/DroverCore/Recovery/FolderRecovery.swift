@@ -20,7 +20,7 @@ public struct FolderRecovery {
 
     public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs()) -> FolderRecovery {
         var found = FolderRecovery()
-        let journal = Journal(path: store.eventsFile)
+        let journal = Journal(folder: store.folder)
         if journal.unreadableLines > 0 { found.notes.append("events.jsonl: \(journal.unreadableLines) line(s) that are not events were skipped") }
         var snapshots: [(TaskSnapshot, JSONObject)] = []
         for entry in TaskFolders.list(store) {
@@ -76,7 +76,7 @@ public struct FolderRecovery {
         lost.endedMs = nowMs
         lost.waitingFor = nil
         lost.resultPath = nil
-        unlink(store.resultFile(snapshot.id))
+        try? store.folder.removeFile("tasks/\(snapshot.id)/result.md")
         store.makeTaskDirectory(snapshot.id)
         store.writeTask(lost)
         store.appendEvent(TaskEvent(lost, atMs: nowMs))
@@ -110,40 +110,45 @@ enum TaskFolders {
     }
 
     static func list(_ store: ResultStore) -> [Entry] {
+        let folder = store.folder
         var entries: [Entry] = []
-        let tasks = store.root + "/tasks"
-        for name in FileSystem.list(tasks).sorted() {
-            let folder = tasks + "/" + name
-            var info = stat()
-            guard lstat(folder, &info) == 0 else { continue }
-            guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                entries.append(.problem("\(folder): not a folder (a symlink?), ignored"))
+        let found: [SafeFolder.Entry]
+        do {
+            found = try folder.list("tasks")
+        } catch {
+            return [.problem("\(error)")]
+        }
+        for item in found.sorted(by: { $0.name < $1.name }) {
+            let path = folder.fullPath("tasks/" + item.name)
+            guard item.kind == .folder else {
+                entries.append(.problem("\(path): not a folder (\(item.kind == .symlink ? "a symlink, not followed" : "a file")), ignored"))
                 continue
             }
-            guard TaskIdentifiers.isTaskID(name) else {
-                entries.append(.problem("\(folder): not a task folder (its name is not bg_ and 8 hex digits), ignored"))
+            guard TaskIdentifiers.isTaskID(item.name) else {
+                entries.append(.problem("\(path): not a task folder (its name is not bg_ and 8 hex digits), ignored"))
                 continue
             }
-            removeTemporaryFiles(in: folder, into: &entries)
-            let file = folder + "/task.json"
-            guard lstat(file, &info) == 0 else { continue }  // never written: nothing was acknowledged
-            guard (info.st_mode & S_IFMT) == S_IFREG else {
-                entries.append(.problem("\(file): not a regular file (a symlink?), ignored"))
+            let relative = "tasks/" + item.name
+            let files = (try? folder.list(relative)) ?? []
+            removeTemporaryFiles(files, in: relative, of: folder, into: &entries)
+            guard let taskFile = files.first(where: { $0.name == "task.json" }) else { continue }  // never written: nothing was acknowledged
+            guard taskFile.kind == .file else {
+                entries.append(.problem("\(path)/task.json: not a regular file (\(taskFile.kind == .symlink ? "a symlink, not followed" : "\(taskFile.kind)")), ignored"))
                 continue
             }
             let parsed: JSONObject?
             do {
-                parsed = try JSONParser.parse(try FileSystem.read(file)).value.objectValue
+                parsed = try JSONParser.parse(try folder.read(relative + "/task.json")).value.objectValue
             } catch {
-                entries.append(.problem("\(file): does not parse (\(error)), ignored"))
+                entries.append(.problem("\(path)/task.json: does not parse (\(error)), ignored"))
                 continue
             }
             guard let object = parsed, let snapshot = TaskSnapshot(json: object) else {
-                entries.append(.problem("\(file): not a task record, ignored"))
+                entries.append(.problem("\(path)/task.json: not a task record, ignored"))
                 continue
             }
-            guard snapshot.id == name else {
-                entries.append(.problem("\(file): its id \"\(snapshot.id.prefix(80))\" is not its folder's name, ignored"))
+            guard snapshot.id == item.name else {
+                entries.append(.problem("\(path)/task.json: its id \"\(snapshot.id.prefix(80))\" is not its folder's name, ignored"))
                 continue
             }
             entries.append(.task(snapshot, object))
@@ -152,10 +157,10 @@ enum TaskFolders {
     }
 
     /// No `*.tmp` survives recovery: each is a write that a crash cut short.
-    private static func removeTemporaryFiles(in folder: String, into entries: inout [Entry]) {
-        for name in FileSystem.list(folder) where name.hasSuffix(".tmp") {
-            unlink(folder + "/" + name)
-            entries.append(.problem("\(folder)/\(name): left by an interrupted write, removed"))
+    private static func removeTemporaryFiles(_ files: [SafeFolder.Entry], in relative: String, of folder: SafeFolder, into entries: inout [Entry]) {
+        for file in files where file.name.hasSuffix(".tmp") && file.kind != .folder {
+            try? folder.removeFile(relative + "/" + file.name)
+            entries.append(.problem("\(folder.fullPath(relative + "/" + file.name)): left by an interrupted write, removed"))
         }
     }
 }

@@ -24,9 +24,9 @@ public struct Journal: Sendable {
 
     public init() {}
 
-    /// Reads the file; a missing file is an empty journal.
-    public init(path: String) {
-        guard let bytes = try? FileSystem.read(path) else { return }
+    /// Reads the folder's events.jsonl; a missing file is an empty journal.
+    public init(folder: SafeFolder) {
+        guard let bytes = try? folder.read("events.jsonl") else { return }
         bytes.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
             var start = 0
