@@ -47,6 +47,8 @@ final class FileWriter: @unchecked Sendable {
     private var lastSubmitted: UInt64 = 0
     private var progress = Progress()
     private var stopping = false
+    /// Tests hold the writer to play a disk that cannot keep up.
+    private var held = false
 
     // The writer thread's own.
     private struct Retained {
@@ -99,6 +101,14 @@ final class FileWriter: @unchecked Sendable {
         }
     }
 
+    /// Holds or releases the writing of batches (a test plays a slow disk with it).
+    func hold(_ holding: Bool) {
+        lock.withLock {
+            held = holding
+            lock.signal()
+        }
+    }
+
     /// Writes what is queued (and tries what a full disk refused once more), then ends the thread.
     func stop() {
         lock.withLock {
@@ -113,7 +123,7 @@ final class FileWriter: @unchecked Sendable {
             var batches: [(sequence: UInt64, jobs: [Job])] = []
             var done = false
             lock.withLock {
-                while queue.isEmpty && !stopping {
+                while (queue.isEmpty || held) && !stopping {
                     if retained.isEmpty {
                         lock.wait()
                     } else if !lock.wait(milliseconds: Self.retryIntervalMs) {

@@ -227,6 +227,10 @@ public final class ResultStore {
         for (_, action) in durable { action() }
     }
 
+    /// Holds or releases the writer thread: while held, batches queue and nothing is written
+    /// (a test's slow disk).
+    func holdWriter(_ holding: Bool) { writer.hold(holding) }
+
     /// Writes everything still pending and stops the writer thread. Waiting actions run for
     /// what got written.
     public func close() {

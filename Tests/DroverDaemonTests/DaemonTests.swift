@@ -221,8 +221,8 @@ import Testing
         #expect(logs.contains("→ start: @result noted") && logs.contains("← result: noted"))
     }
 
-    @Test func aLaunchThatCannotBeWrittenIsNotAcknowledged() throws {
-        guard geteuid() == 0 else { return }  // mounting a small tmpfs needs root
+    @Test(.enabled(if: geteuid() == 0, "mounting a small tmpfs needs root"))
+    func aLaunchThatCannotBeWrittenIsNotAcknowledged() throws {
         let d = try DaemonFixture()
         try FileSystem.makeDirectories(d.state)
         let mounted = mount("tmpfs", d.state, "tmpfs", 0, "size=256k,mode=0700") == 0
@@ -247,6 +247,49 @@ import Testing
         let id = try d.launch("@result written")
         _ = try d.ok(["wait", id])
         #expect(readText(d.state + "/tasks/\(id)/result.md") == "written")
+        // The refused launch never started a worker: if its record reached the disk at all,
+        // it says cancelled, and there is no transcript (no start frame went out).
+        for task in FileSystem.list(d.state + "/tasks") where task != id {
+            let record = try readJSON(d.state + "/tasks/\(task)/task.json")
+            #expect(record["status"] == "cancelled" && (record["started_at"] ?? .null) == .null, "\(record)")
+            #expect(!FileSystem.exists(d.state + "/tasks/\(task)/transcript.jsonl"))
+        }
+    }
+
+    @Test func aFolderOthersCanWriteIsRefused() throws {
+        let d = try DaemonFixture()
+        try FileSystem.makeDirectories(d.state)
+        chmod(d.state, 0o777)
+        let serve = try d.run(["serve"])
+        #expect(serve.status == 2 && serve.stderr.contains(d.state) && serve.stderr.contains("0777"), "\(serve.stderr)")
+        let autostarted = try d.run(["status"])
+        #expect(autostarted.status == 2 && autostarted.stderr.contains(d.state), "\(autostarted.stderr)")
+        #expect(!FileSystem.exists(d.state + "/tasks"), "nothing is written in a refused folder")
+        chmod(d.state, 0o700)
+        try FileSystem.makeDirectories(d.state + "/tasks")
+        chmod(d.state + "/tasks", 0o770)
+        let loose = try d.run(["serve"])
+        #expect(loose.status == 2 && loose.stderr.contains(d.state + "/tasks"), "\(loose.stderr)")
+        chmod(d.state + "/tasks", 0o700)
+        #expect(try d.ok(["status"]) == "No background tasks.")
+        // A batch's results folder is held to the same rule.
+        let results = d.folder + "/results"
+        try FileSystem.makeDirectories(results)
+        chmod(results, 0o775)
+        try FileSystem.writeFile(d.folder + "/m.jsonl", Array(#"{"command": ["/bin/true"]}"#.utf8))
+        let run = try d.run(["run", d.folder + "/m.jsonl", "--results", results])
+        #expect(run.status == 2 && run.stderr.contains(results), "\(run.stderr)")
+        #expect(FileSystem.list(results).isEmpty)
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "giving a folder to another user needs root"))
+    func aFolderOwnedByAnotherUserIsRefused() throws {
+        let d = try DaemonFixture()
+        try FileSystem.makeDirectories(d.state + "/tasks")
+        guard let nobody = getpwnam("nobody") else { throw TestFailure("no user nobody") }
+        chown(d.state + "/tasks", nobody.pointee.pw_uid, nobody.pointee.pw_gid)
+        let serve = try d.run(["serve"])
+        #expect(serve.status == 2 && serve.stderr.contains(d.state + "/tasks") && serve.stderr.contains("nobody"), "\(serve.stderr)")
     }
 
     @Test func logsFollowAWorkerUntilItEnds() throws {
@@ -264,8 +307,8 @@ import Testing
         #expect(try raw.allSatisfy { try parseObject(String($0))["t"] != nil })
     }
 
-    @Test func anotherUserIsRefused() throws {
-        guard geteuid() == 0 else { return }  // needs root to act as another user
+    @Test(.enabled(if: geteuid() == 0, "acting as another user needs root"))
+    func anotherUserIsRefused() throws {
         let d = try DaemonFixture()
         _ = try d.ok(["status"])
         // The folder is private: another user cannot even reach the socket...
