@@ -231,8 +231,12 @@ public struct StatsReply: ControlReply {
     public var pools: [Pool]
     /// The daemon's open descriptors, this connection's included.
     public var openDescriptors: Int
+    /// Its open descriptors once it was up and before its first task: an idle daemon
+    /// leaking none is back at this figure (without the connection that asks).
+    public var baselineDescriptors: Int
 
-    public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int) {
+    public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int, baselineDescriptors: Int) {
+        self.baselineDescriptors = baselineDescriptors
         self.pid = pid
         self.running = running
         self.pending = pending
@@ -254,6 +258,7 @@ public struct StatsReply: ControlReply {
         slotsInUse = try number("slots_in_use", in: fields)
         tasks = try number("tasks", in: fields)
         openDescriptors = try number("open_fds", in: fields)
+        baselineDescriptors = try number("baseline_fds", in: fields)
         pools = []
         for (index, item) in (try fields.required("pools", fields.array)).enumerated() {
             guard case .object(let object) = item else { throw fields.mismatch("pools[\(index)]", "an object", item) }
@@ -270,7 +275,7 @@ public struct StatsReply: ControlReply {
         }
         return ["type": "ok", "pid": .number(Double(pid)), "running": .number(Double(running)), "pending": .number(Double(pending)),
                 "slots_in_use": .number(Double(slotsInUse)), "tasks": .number(Double(tasks)), "pools": .array(pools),
-                "open_fds": .number(Double(openDescriptors))]
+                "open_fds": .number(Double(openDescriptors)), "baseline_fds": .number(Double(baselineDescriptors))]
     }
 }
 

@@ -64,7 +64,8 @@ extension DaemonServer {
         // Listing /proc/self/fd opens one more descriptor, which is not counted.
         reply(connection, StatsReply(
             pid: Int(getpid()), running: supervisor.runningCount, pending: supervisor.pendingCount, slotsInUse: supervisor.slotsInUse,
-            tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1))
+            tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1,
+            baselineDescriptors: baselineDescriptors))
     }
 
     // MARK: launch and continue

@@ -41,6 +41,8 @@ public final class DaemonServer {
     private var signals: [LoopSignal] = []
     private var hook: CompletionHook?
 
+    /// Open descriptors once up, before the first task (for `stats`).
+    private(set) var baselineDescriptors = 0
     /// Encoded status rows of ended tasks, which never change again.
     var endedRows: [String: [UInt8]] = [:]
     private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
@@ -93,6 +95,8 @@ public final class DaemonServer {
         for signal in [SIGTERM, SIGINT] {
             signals.append(LoopSignal(loop: loop, signal: signal) { [unowned self] in self.shutdown(replyTo: nil) })
         }
+        // Listing /proc/self/fd opens one more descriptor, which is not counted.
+        baselineDescriptors = FileSystem.list("/proc/self/fd").count - 1
     }
 
     /// Serves until shut down; returns the exit status.

@@ -59,7 +59,7 @@ import Testing
             OutputReply(task: task, result: "the answer"), OutputReply(task: task, result: nil, timedOut: true),
             CancelReply(tasks: [task], cancelled: [], alreadyEnded: ["bg_00000001"]),
             PingReply(pid: 42), ShutdownReply(message: "stopped"),
-            StatsReply(pid: 1, running: 2, pending: 3, slotsInUse: 2, tasks: 9, pools: [.init(id: "key:x", limit: 5, running: 2, waiting: 3)], openDescriptors: 12),
+            StatsReply(pid: 1, running: 2, pending: 3, slotsInUse: 2, tasks: 9, pools: [.init(id: "key:x", limit: 5, running: 2, waiting: 3)], openDescriptors: 12, baselineDescriptors: 10),
             WaitFrame.progress(WaitCounts()), WaitFrame.finished(WaitCounts(), tasks: [task], timedOut: true),
             LogsFrame.lines("a\nb\n"), LogsFrame.end,
             EventsFrame.following, EventsFrame.lines("{}\n"), EventsFrame.end,

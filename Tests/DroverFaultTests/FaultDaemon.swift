@@ -76,6 +76,8 @@ final class FaultDaemon {
         }
         baselineFds = last
         #expect(baselineFds > 0, "cannot read /proc/\(pid)/fd")
+        // What the daemon says of itself is what it is, seen from outside.
+        #expect(try stats()["baseline_fds"]?.intValue == baselineFds, "the daemon's own baseline differs from its idle descriptors")
     }
 
     /// The current daemon's pid (it changes when a killed daemon is restarted).
