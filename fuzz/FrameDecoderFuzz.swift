@@ -1,5 +1,6 @@
 // libFuzzer target: arbitrary bytes into the frame decoder, cut into reads at positions the
-// input itself chooses. It must return frames or errors, never crash or hang.
+// input itself chooses. It must return frames or errors, never crash or hang, and so must the
+// typed reading of each frame (WorkerFrame).
 import DroverWire
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -19,6 +20,8 @@ public func frameDecoderFuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32
                 var again = FrameDecoder()
                 again.append(FrameEncoder.encode(frame.object))
                 guard let twin = try again.next(), twin.object == frame.object else { fatalError("frame did not round-trip") }
+                // The typed reading of a frame answers a value or an error naming the field.
+                _ = try? WorkerFrame.decode(frame)
             }
         } catch {
             return 0

@@ -128,7 +128,7 @@ extension DaemonServer {
         var row: JSONObject = [
             "id": .string(snapshot.id), "session_id": .string(snapshot.sessionID), "agent": .string(snapshot.agent),
             "description": .string(snapshot.description), "status": .string(snapshot.status.rawValue),
-            "reason": JSONValue(snapshot.reason?.rawValue),
+            "waiting_for": JSONValue(snapshot.waitingFor?.rawValue), "reason": JSONValue(snapshot.reason?.rawValue),
         ]
         row["duration_ms"] = snapshot.durationMs.map { .number(Double($0)) } ?? .null
         row["created_at"] = .string(Clock.rfc3339(ms: snapshot.createdMs))

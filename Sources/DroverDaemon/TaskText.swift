@@ -36,8 +36,10 @@ public enum TaskText {
         })
     }
 
+    /// "running", "error (lost)", "pending (waiting for slot)": why a task ended, or waits.
     public static func status(_ task: JSONObject) -> String {
         let status = task["status"]?.stringValue ?? "?"
+        if status == "pending", let waitingFor = task["waiting_for"]?.stringValue { return "pending (waiting for \(waitingFor))" }
         guard let reason = task["reason"]?.stringValue, status != "completed" else { return status }
         return "\(status) (\(reason))"
     }
@@ -61,7 +63,7 @@ public enum TaskText {
 
     public static func detail(_ task: JSONObject) -> String {
         var lines: [String] = []
-        for key in ["id", "session_id", "agent", "provider", "model", "description", "status", "reason", "error",
+        for key in ["id", "session_id", "agent", "provider", "model", "description", "status", "waiting_for", "attempt", "reason", "error",
                     "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "result_path"] {
             guard let value = task[key], !value.isNull else { continue }
             lines.append("\(pad(key + ":", 13)) \(value.stringValue ?? JSONWriter.string(value))")
