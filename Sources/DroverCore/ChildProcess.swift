@@ -1,6 +1,7 @@
 import CDroverSystem
 import CLibUV
 import Glibc
+import Synchronization
 
 /// What to start: a plain value built before anything runs.
 public struct SpawnSpec: Sendable {
@@ -386,27 +387,21 @@ public enum OrphanSweeper {
 }
 
 /// The pids spawned by any loop of this process, shared across threads.
-private final class OrphanState: @unchecked Sendable {
-    private var lock = pthread_mutex_t()
-    private var pids: Set<Int32> = []
-    private var isEnabled = false
-
-    init() { pthread_mutex_init(&lock, nil) }
+private final class OrphanState: Sendable {
+    private struct State {
+        var pids: Set<Int32> = []
+        var enabled = false
+    }
+    private let state = Mutex(State())
 
     var enabled: Bool {
-        get { locked { isEnabled } }
-        set { locked { isEnabled = newValue } }
+        get { state.withLock { $0.enabled } }
+        set { state.withLock { $0.enabled = newValue } }
     }
 
-    func insert(_ pid: Int32) { locked { _ = pids.insert(pid) } }
-    func remove(_ pid: Int32) { locked { _ = pids.remove(pid) } }
-    func contains(_ pid: Int32) -> Bool { locked { pids.contains(pid) } }
-
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return body()
-    }
+    func insert(_ pid: Int32) { state.withLock { _ = $0.pids.insert(pid) } }
+    func remove(_ pid: Int32) { state.withLock { _ = $0.pids.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { state.withLock { $0.pids.contains(pid) } }
 }
 
 /// A NULL-terminated C array of strings, for argv and envp.

@@ -2,11 +2,11 @@ import Glibc
 
 /// A mutex with a condition variable, both on the heap: pthread objects must not move, and
 /// Swift gives no such promise for a class's stored properties.
-final class ConditionLock: @unchecked Sendable {
+public final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
 
-    init() {
+    public init() {
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -22,7 +22,7 @@ final class ConditionLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body()
@@ -31,7 +31,7 @@ final class ConditionLock: @unchecked Sendable {
     /// Waits for a signal (the lock held, inside `withLock`); with `milliseconds`, at most
     /// that long. Returns false when the time ran out.
     @discardableResult
-    func wait(milliseconds: Int? = nil) -> Bool {
+    public func wait(milliseconds: Int? = nil) -> Bool {
         guard let milliseconds else {
             pthread_cond_wait(condition, mutex)
             return true
@@ -44,5 +44,5 @@ final class ConditionLock: @unchecked Sendable {
         return pthread_cond_timedwait(condition, mutex, &deadline) != ETIMEDOUT
     }
 
-    func signal() { pthread_cond_signal(condition) }
+    public func signal() { pthread_cond_signal(condition) }
 }

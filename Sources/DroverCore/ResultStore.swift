@@ -188,6 +188,7 @@ public final class ResultStore {
 
     /// Hands the collected batch to the writer thread.
     public func commit() {
+        loop.assertOnLoopThread()
         beforeCommit()
         let waiting = !journalWaiters.collecting.isEmpty || !writeWaiters.collecting.isEmpty || !durableWaiters.collecting.isEmpty
         guard !batch.isEmpty || waiting, !closed else { return }

@@ -132,6 +132,7 @@ public final class Supervisor {
     public func submit(_ request: TaskRequest, journalTags: JSONObject = [:], reusing identity: TaskIdentity? = nil,
                        whenRecorded: ((FileError?) -> Void)? = nil) throws(SubmitError) -> TaskSnapshot
     {
+        loop.assertOnLoopThread()
         var id = identity?.id ?? TaskIdentifiers.newTaskID()
         while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
         let task = try makeTask(request, id: id, sessionID: identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID(),
@@ -262,6 +263,7 @@ public final class Supervisor {
     /// Sends a follow-up prompt to a running framed worker, unless it has left more than
     /// maxBufferedBytes of earlier input unread.
     public func deliverPrompt(_ taskID: String, text: String) -> PromptDelivery {
+        loop.assertOnLoopThread()
         guard let task = tasks[taskID], task.lifecycle.acceptsPrompts, let queued = task.queuedInputBytes else { return .notRunning }
         let limit = config.maxBufferedBytes
         guard queued + text.utf8.count <= limit else { return .backlogFull(queuedBytes: queued, limit: limit) }
@@ -281,6 +283,7 @@ public final class Supervisor {
     /// is unknown, has ended, or its end is already decided.
     @discardableResult
     public func cancel(_ taskID: String, reason: TaskReason = .user, message: String? = nil) -> Bool {
+        loop.assertOnLoopThread()
         guard let task = tasks[taskID], task.lifecycle.isCancellable else { return false }
         task.feed(.cancel(reason, message: message))
         return true

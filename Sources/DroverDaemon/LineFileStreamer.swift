@@ -18,31 +18,16 @@ final class LineFileStreamer {
         min(1 << 20, max(4096, config.maxBufferedBytes / 8))
     }
 
-    /// The reading thread's side, shared with the loop under `mutex`.
+    /// The reading thread's side, shared with the loop under `lock`.
     private final class Shared: @unchecked Sendable {
-        var mutex = pthread_mutex_t()
-        var wake = pthread_cond_t()
+        let lock = ConditionLock()
         var credits = LineFileStreamer.readAhead
         var cancelled = false
         var frames: [[UInt8]] = []
         /// Set by the thread as it ends.
         var end: End?
 
-        init() {
-            pthread_mutex_init(&mutex, nil)
-            pthread_cond_init(&wake, nil)
-        }
-
-        deinit {
-            pthread_mutex_destroy(&mutex)
-            pthread_cond_destroy(&wake)
-        }
-
-        func locked<T>(_ body: () -> T) -> T {
-            pthread_mutex_lock(&mutex)
-            defer { pthread_mutex_unlock(&mutex) }
-            return body()
-        }
+        func locked<T>(_ body: () -> T) -> T { lock.withLock(body) }
     }
 
     private let shared = Shared()
@@ -94,7 +79,7 @@ final class LineFileStreamer {
         finished = nil
         shared.locked {
             shared.cancelled = true
-            pthread_cond_signal(&shared.wake)
+            shared.lock.signal()
         }
     }
 
@@ -109,7 +94,7 @@ final class LineFileStreamer {
             send(frame) {
                 shared.locked {
                     shared.credits += 1
-                    pthread_cond_signal(&shared.wake)
+                    shared.lock.signal()
                 }
             }
         }
@@ -213,7 +198,7 @@ final class LineFileStreamer {
         /// Waits until the client has taken enough of what was sent; false when cancelled.
         private func waitForCredit() -> Bool {
             shared.locked {
-                while shared.credits == 0 && !shared.cancelled { pthread_cond_wait(&shared.wake, &shared.mutex) }
+                while shared.credits == 0 && !shared.cancelled { shared.lock.wait() }
                 guard !shared.cancelled else { return false }
                 shared.credits -= 1
                 return true
