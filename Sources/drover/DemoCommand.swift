@@ -31,15 +31,14 @@ struct DemoCommand: ParsableCommand {
         config.providerConcurrency = ["mock": 3]
         config.maxDepth = try common.loadSupervisingConfig().maxDepth
         let folder = common.stateDirectory ?? makeTemporaryFolder()
-        let loop = EventLoop()
-        let store: ResultStore
+        let engine: Engine
         do {
-            store = try ResultStore(loop: loop, root: folder)
+            engine = try Engine(folder: folder, config: config, launch: defaultLaunch(), policy: .daemon)
         } catch {
             Terminal.error("drover: \(error)")
             throw ExitCode(2)
         }
-        let supervisor = Supervisor(loop: loop, config: config, store: store, launch: defaultLaunch())
+        let (loop, store, supervisor) = (engine.loop, engine.store, engine.supervisor)
         let startMs = Clock.wallMs()
         var ended: [String: TaskSnapshot] = [:]
         var agentOf: [String: String] = [:]
