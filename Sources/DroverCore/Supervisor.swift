@@ -253,7 +253,8 @@ public final class Supervisor {
 
     /// The task joins its pool's queue; it starts at once when the pool has a free slot.
     private func admit(_ task: TaskDriver) {
-        guard !task.record.status.isTerminal else { return }
+        // A stopping supervisor starts nothing: the task stays pending for the next one.
+        guard !task.record.status.isTerminal, !draining else { return }
         task.feed(.admitted)
         if let grant = pools.request(taskID: task.id, in: task.plan.pool) { startGranted([grant]) }
     }
