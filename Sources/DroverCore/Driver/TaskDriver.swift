@@ -38,7 +38,11 @@ final class TaskDriver {
     /// The task's own cgroup folder, when its limits are also cgroup limits (TaskCgroups).
     private var cgroup: String?
     private var queued: [LifecycleEvent] = []
+    private var effects: [LifecycleEffect] = []
     private var feeding = false
+    private let transcriptPath: String
+    private let sessionPath: String
+    private let stderrPath: String
     private(set) var outputPaused = false
 
     init(supervisor: Supervisor, lifecycle: TaskLifecycle, plan: TaskPlan, request: TaskRequest?, journalTags: JSONObject = [:]) {
@@ -47,6 +51,10 @@ final class TaskDriver {
         self.plan = plan
         self.request = request
         self.journalTags = journalTags
+        let store = supervisor.store
+        transcriptPath = store.transcriptFile(lifecycle.record.id)
+        sessionPath = store.sessionFile(lifecycle.record.sessionID)
+        stderrPath = store.stderrFile(lifecycle.record.id)
     }
 
     var id: String { lifecycle.record.id }
@@ -61,10 +69,17 @@ final class TaskDriver {
         queued.append(event)
         guard !feeding else { return }
         feeding = true
-        while !queued.isEmpty {
-            let next = queued.removeFirst()
-            for effect in lifecycle.handle(next, at: supervisor.now()) { perform(effect) }
+        var index = 0
+        while index < queued.count {
+            let next = queued[index]
+            index += 1
+            lifecycle.handle(next, at: supervisor.now(), into: &effects)
+            // Performing may queue events for this task again: they wait for the next round.
+            let round = effects
+            effects.removeAll(keepingCapacity: true)
+            for effect in round { perform(effect) }
         }
+        queued.removeAll(keepingCapacity: true)
         feeding = false
     }
 
@@ -80,7 +95,7 @@ final class TaskDriver {
             var bytes: [UInt8] = []
             JSONWriter.writeObject(frame.object, into: &bytes)
             child?.write(FrameEncoder.header(length: UInt32(bytes.count)) + bytes)
-            recordTranscript(direction: "out", objectBytes: bytes)
+            if let size = recordTranscript(direction: "out", objectBytes: bytes) { feed(.transcriptGrew(bytes: size)) }
         case .writeInput(let bytes):
             child?.write(bytes)
         case .closeStdin(let afterWrites):
@@ -98,7 +113,7 @@ final class TaskDriver {
         case .disarm(let timer):
             timers[timer]?.stop()
         case .log(let level, let text):
-            store.append(store.stderrFile(id), Array("[worker \(level)] \(text)\n".utf8), owner: id)
+            store.append(stderrPath, Array("[worker \(level)] \(text)\n".utf8), owner: id)
         case .recordRunning:
             supervisor.recordRunning(self)
         case .recordProgress:
@@ -126,7 +141,7 @@ final class TaskDriver {
             started.child.onStdout = { [weak self] bytes in self?.received(bytes) }
             started.child.onStderr = { [weak self] bytes in
                 guard let self else { return }
-                self.store.append(self.store.stderrFile(self.id), Array(bytes), owner: self.id)
+                self.store.append(self.stderrPath, Array(bytes), owner: self.id)
             }
             started.child.onStdoutEnd = { [weak self] in self?.outputEnded() }
             started.child.onExit = { [weak self] status, signal in
@@ -151,11 +166,11 @@ final class TaskDriver {
             for item in framed!.consume(bytes) {
                 switch item {
                 case .frame(let frame, let payload):
-                    recordTranscript(direction: "in", objectBytes: payload)
+                    let size = recordTranscript(direction: "in", objectBytes: payload) ?? 0
                     if case .result = frame { supervisor.onTrace?(id, .resultFrame) }
-                    feed(.frame(frame))
+                    feed(.frame(frame, recordedBytes: size))
                 case .invalidFrame(let payload, let problem):
-                    recordTranscript(direction: "in", objectBytes: payload)
+                    if let size = recordTranscript(direction: "in", objectBytes: payload) { feed(.transcriptGrew(bytes: size)) }
                     feed(.badOutput(problem))
                 case .broken(let problem):
                     feed(.badOutput(problem))
@@ -179,8 +194,7 @@ final class TaskDriver {
     private func receivedLine(_ text: String) {
         var bytes: [UInt8] = []
         JSONWriter.writeObject(["type": "message", "role": "assistant", "text": .string(text)], into: &bytes)
-        recordTranscript(direction: "in", objectBytes: bytes)
-        feed(.outputLine(text))
+        feed(.outputLine(text, recordedBytes: recordTranscript(direction: "in", objectBytes: bytes) ?? 0))
     }
 
     private func outputEnded() {
@@ -203,11 +217,12 @@ final class TaskDriver {
 
     /// Adds a frame to the task's transcript and its session's, as
     /// `{"t": ms, "dir": ..., ...frame}` on one line.
-    private func recordTranscript(direction: String, objectBytes: [UInt8]) {
-        guard lifecycle.recordsTranscript, let line = TranscriptLine.build(direction: direction, objectBytes: objectBytes, wallMs: Clock.wallMs()) else { return }
+    /// Returns the line's size, for maxTranscriptBytes (nil when nothing was recorded).
+    private func recordTranscript(direction: String, objectBytes: [UInt8]) -> Int? {
+        guard lifecycle.recordsTranscript, let line = TranscriptLine.build(direction: direction, objectBytes: objectBytes, wallMs: Clock.wallMs()) else { return nil }
         supervisor.onTranscriptLine?(id, line)
-        store.append(store.transcriptFile(id), line, owner: id)
-        store.append(store.sessionFile(record.sessionID), line, owner: id)
-        feed(.transcriptGrew(bytes: line.count))
+        store.append(transcriptPath, line, owner: id)
+        store.append(sessionPath, line, owner: id)
+        return line.count
     }
 }

@@ -73,11 +73,11 @@ public enum LifecycleEvent: Sendable, Equatable {
     case startRecorded
     case spawned(pid: Int32)
     case spawnFailed(String)
-    /// A frame from a framed worker.
-    case frame(WorkerFrame)
-    /// A line of a raw program's stdout.
-    case outputLine(String)
-    /// Bytes added to the transcript (maxTranscriptBytes counts them).
+    /// A frame from a framed worker, and the bytes its transcript line took.
+    case frame(WorkerFrame, recordedBytes: Int = 0)
+    /// A line of a raw program's stdout, and the bytes its transcript line took.
+    case outputLine(String, recordedBytes: Int = 0)
+    /// Bytes added to the transcript otherwise (frames to the worker); maxTranscriptBytes counts them all.
     case transcriptGrew(bytes: Int)
     /// The worker's stdout broke the protocol (a bad frame): what was wrong.
     case badOutput(String)

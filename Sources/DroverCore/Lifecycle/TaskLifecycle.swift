@@ -147,6 +147,13 @@ public struct TaskLifecycle: Sendable {
 
     public mutating func handle(_ event: LifecycleEvent, at now: Moment) -> [LifecycleEffect] {
         var effects: [LifecycleEffect] = []
+        handle(event, at: now, into: &effects)
+        return effects
+    }
+
+    /// The same, appending to `effects` (the driver reuses one buffer: a flood of frames
+    /// would otherwise allocate an array per frame).
+    public mutating func handle(_ event: LifecycleEvent, at now: Moment, into effects: inout [LifecycleEffect]) {
         switch event {
         case .admitted:
             if case .pending = phase, settings.timers.queuedTtl > 0 {
@@ -169,9 +176,11 @@ public struct TaskLifecycle: Sendable {
         case .spawnFailed(let message):
             guard case .starting = phase else { break }
             end(Outcome(.spawn, message: message), now, &effects)
-        case .frame(let frame):
+        case .frame(let frame, let bytes):
+            if bytes > 0 { transcriptGrew(bytes, now, &effects) }
             received(frame, now, &effects)
-        case .outputLine(let text):
+        case .outputLine(let text, let bytes):
+            if bytes > 0 { transcriptGrew(bytes, now, &effects) }
             receivedLine(text, now, &effects)
         case .transcriptGrew(let bytes):
             transcriptGrew(bytes, now, &effects)
@@ -191,7 +200,6 @@ public struct TaskLifecycle: Sendable {
         case .prompt(let text):
             if acceptsPrompts { effects.append(.send(.prompt(text: text))) }
         }
-        return effects
     }
 
     // MARK: timers
@@ -280,6 +288,7 @@ public struct TaskLifecycle: Sendable {
     private mutating func received(_ frame: WorkerFrame, _ now: Moment, _ effects: inout [LifecycleEffect]) {
         // Frames after the decision are in the transcript, and change nothing.
         guard case .running(var run) = phase else { return }
+        phase = .ended  // held by `run` alone meanwhile, so its strings change in place
         run.frames += 1
         run.lastFrameAt = now.monotonicMs
         if frame != .idle { disarm(.idle, &effects) }
