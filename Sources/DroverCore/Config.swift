@@ -120,6 +120,11 @@ public struct AgentConfig: Sendable, Equatable {
     public var limits = ResourceLimits()
     public var timers = TimerSettings()
     public var breaker = BreakerSettings()
+    public var retry = RetrySettings()
+    /// `provider/model`s an attempt moves to when its own pool cools down too long (SPEC 11).
+    public var fallbackModels: [String] = []
+    /// How long a cooldown must still last for the next attempt to take a fallback model.
+    public var fallbackAfter: Int?
     /// "task": run in a fresh private folder under the task's folder.
     public var workdirPerTask = false
 
@@ -148,6 +153,11 @@ public struct DroverConfig: Sendable {
     public var onComplete: [String]?
     public var timers = TimerSettings()
     public var breaker = BreakerSettings()
+    public var retry = RetrySettings()
+    /// A pool's limit is a ceiling: rate limits lower the effective limit, completions raise it (SPEC 11).
+    public var adaptiveConcurrency = true
+    /// See AgentConfig.fallbackAfter (default 30 s).
+    public var fallbackAfter = 30_000
     /// How deep drovers may nest (a drover started inside a task is one level deeper).
     public var maxDepth = 3
     public var agents: [String: AgentConfig]

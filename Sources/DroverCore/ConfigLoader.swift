@@ -91,6 +91,11 @@ struct ConfigReader {
         return n
     }
 
+    func bool(_ value: JSONValue, _ path: String) throws(ConfigError) -> Bool {
+        guard case .bool(let flag) = value else { throw fail(path, "expected true or false, found \(value.typeName)") }
+        return flag
+    }
+
     func string(_ value: JSONValue, _ path: String) throws(ConfigError) -> String {
         guard case .string(let s) = value else { throw fail(path, "expected a string, found \(value.typeName)") }
         return s
@@ -182,6 +187,8 @@ struct ConfigReader {
             case "modelConcurrency": config.modelConcurrency = try concurrencyLimits(value, path)
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxDepth": config.maxDepth = try count(value, path)
+            case "adaptiveConcurrency": config.adaptiveConcurrency = try bool(value, path)
+            case "fallbackAfter": config.fallbackAfter = try duration(value, path)
             case "maxBufferedBytes":
                 let n = try size(value, path)
                 guard n >= 64 << 10 else { throw fail(path, "must be at least 64 KiB") }
@@ -195,7 +202,8 @@ struct ConfigReader {
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }
                 config.maxFrameBytes = n
             default:
-                if try !readTimer(key, value, path, into: &config.timers), try !readBreaker(key, value, path, into: &config.breaker) {
+                if try !readTimer(key, value, path, into: &config.timers), try !readBreaker(key, value, path, into: &config.breaker),
+                   try !readRetry(key, value, path, into: &config.retry) {
                     try unknown(path)
                 }
             }
@@ -232,11 +240,21 @@ struct ConfigReader {
                     for (name, v) in try object(value, path).members { agent.env[name] = try string(v, "\(path).\(name)") }
                 case "passEnv": agent.passEnv = try strings(value, path)
                 case "limits": agent.limits = try readLimits(value, path)
+                case "fallbackModels":
+                    agent.fallbackModels = try strings(value, path)
+                    for (index, model) in agent.fallbackModels.enumerated() {
+                        let parts = model.split(separator: "/", maxSplits: 1)
+                        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                            throw fail("\(path).\(index)", "expected \"provider/model\", found \"\(model)\"")
+                        }
+                    }
+                case "fallbackAfter": agent.fallbackAfter = try duration(value, path)
                 case "workdir":
                     guard try string(value, path) == "task" else { throw fail(path, "the only workdir is \"task\" (use cwd for a folder)") }
                     agent.workdirPerTask = true
                 default:
-                    if try !readTimer(key, value, path, into: &agent.timers), try !readBreaker(key, value, path, into: &agent.breaker) {
+                    if try !readTimer(key, value, path, into: &agent.timers), try !readBreaker(key, value, path, into: &agent.breaker),
+                       try !readRetry(key, value, path, into: &agent.retry) {
                         throw fail(path, "unknown key")
                     }
                 }

@@ -152,6 +152,11 @@ public final class ResultStore {
         batch.append(.journal(line: event.line, afterFiles: afterFiles || event.status.isTerminal))
     }
 
+    /// A pool's line of events.jsonl (a cooldown's start or end).
+    public func appendPoolEvent(_ event: PoolEvent) {
+        batch.append(.journal(line: event.line, afterFiles: false))
+    }
+
     /// Bytes of `owner` handed to the store and not yet written.
     public func unwrittenBytes(of owner: String) -> Int { unwritten[owner] ?? 0 }
 

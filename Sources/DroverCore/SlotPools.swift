@@ -19,22 +19,40 @@ public struct SlotGrant: Sendable, Equatable {
 /// Concurrency limits as FIFO slot pools (SPEC section 3). Each pool queues its own waiters,
 /// so a full pool never delays another; a global cap, when set, is shared by all. Releasing
 /// a slot hands it straight to the next waiter: the grants come back from `release`.
+///
+/// Rate limits (SPEC section 11): a pool told of one cools down (no grant until it ends),
+/// and, when adaptive, its effective limit drops to half of what runs (at most once per
+/// cooldown), then climbs back by one after each `effective` attempts that complete without
+/// one, up to the configured limit (additive increase, multiplicative decrease). Times are
+/// the caller's monotonic milliseconds; the caller ends each cooldown at its time.
 public final class SlotPools {
     private final class Pool {
         let id: String
+        /// The configured limit: the ceiling (0 = unlimited).
         var limit: Int
+        /// Below the ceiling after rate limits; nil at the ceiling.
+        var effective: Int?
         var running = 0
         var waiting = WaitQueue()
         /// Slot numbers given back, lowest last, reused before new ones.
         var freedSlots: [Int] = []
         var nextSlot = 0
+        /// Providers whose tasks this pool has held (a provider-wide limit cools them all).
+        var providers: Set<String> = []
+        var cooldownUntil: UInt64?
+        /// The cooldown a limit without retry-after gets: doubling while limits keep coming.
+        var backoffMs = 0
+        var lastLimitAt: UInt64?
+        var loweredThisCooldown = false
+        var completionsSinceRaise = 0
 
         init(id: String, limit: Int) {
             self.id = id
             self.limit = limit
         }
 
-        var hasRoom: Bool { limit == 0 || running < limit }
+        var currentLimit: Int { effective ?? limit }
+        var hasRoom: Bool { cooldownUntil == nil && (currentLimit == 0 || running < currentLimit) }
 
         func takeSlot() -> Int {
             running += 1
@@ -52,13 +70,22 @@ public final class SlotPools {
     }
 
     public let globalLimit: Int
+    public let adaptive: Bool
     private var pools: [String: Pool] = [:]
     private var globalRunning = 0
-    private var nextSequence: UInt64 = 0
+    private var nextSequence: Int64 = 0
+    private var nextHeadSequence: Int64 = 0
     private var poolOfWaiter: [String: String] = [:]
 
-    public init(globalLimit: Int = 0) {
+    /// A cooldown without retry-after starts at this and doubles while limits keep coming.
+    static let firstBackoffMs = 2_000
+    static let maxBackoffMs = 5 * 60_000
+    /// A pool without a limit for this long starts its backoff afresh.
+    static let quietMs: UInt64 = 60_000
+
+    public init(globalLimit: Int = 0, adaptive: Bool = true) {
         self.globalLimit = globalLimit
+        self.adaptive = adaptive
     }
 
     private var globalHasRoom: Bool { globalLimit == 0 || globalRunning < globalLimit }
@@ -70,15 +97,22 @@ public final class SlotPools {
         return pool
     }
 
-    /// Asks for a slot: the grant if one is free now, else nil and the task waits its turn.
-    public func request(taskID: String, in assignment: PoolAssignment) -> SlotGrant? {
+    /// Asks for a slot: the grant if one is free now, else nil and the task waits its turn
+    /// (at the head of the queue for an attempt that is tried again).
+    public func request(taskID: String, in assignment: PoolAssignment, provider: String? = nil, atHead: Bool = false) -> SlotGrant? {
         let pool = pool(for: assignment)
+        if let provider { pool.providers.insert(provider) }
         if pool.waiting.isEmpty && pool.hasRoom && globalHasRoom {
             globalRunning += 1
             return SlotGrant(taskID: taskID, pool: pool.id, slot: pool.takeSlot())
         }
-        nextSequence += 1
-        pool.waiting.append(taskID, sequence: nextSequence)
+        if atHead {
+            nextHeadSequence -= 1
+            pool.waiting.prepend(taskID, sequence: nextHeadSequence)
+        } else {
+            nextSequence += 1
+            pool.waiting.append(taskID, sequence: nextSequence)
+        }
         poolOfWaiter[taskID] = pool.id
         return nil
     }
@@ -98,6 +132,77 @@ public final class SlotPools {
         return pool.waiting.remove(taskID)
     }
 
+    // MARK: rate limits
+
+    /// A cooldown begun or made longer.
+    public struct Cooldown: Sendable, Equatable {
+        public let pool: String
+        public let untilMs: UInt64
+        /// The pool's effective limit now (its limit, unless a rate limit lowered it).
+        public let effectiveLimit: Int
+        /// It was not cooling down before.
+        public let started: Bool
+    }
+
+    /// Pools a rate limit applies to: with `provider`, every pool holding that provider's
+    /// tasks (an account's limit is shared); else only `pool`.
+    public func pools(limitedBy pool: String, provider: String?) -> [String] {
+        guard let provider else { return pools[pool] == nil ? [] : [pool] }
+        return pools.values.filter { $0.id == pool || $0.providers.contains(provider) }.map(\.id).sorted()
+    }
+
+    /// A worker was refused for a rate limit: the pools cool down until `retryAfterMs` from
+    /// now, or for their backoff, and adapt their limit.
+    public func rateLimited(_ ids: [String], retryAfterMs: Int?, nowMs: UInt64) -> [Cooldown] {
+        var cooldowns: [Cooldown] = []
+        for id in ids {
+            guard let pool = pools[id] else { continue }
+            if let last = pool.lastLimitAt, nowMs - last < Self.quietMs, pool.backoffMs > 0 {
+                pool.backoffMs = min(Self.maxBackoffMs, pool.backoffMs * 2)
+            } else {
+                pool.backoffMs = Self.firstBackoffMs
+            }
+            pool.lastLimitAt = nowMs
+            let until = nowMs + UInt64(retryAfterMs ?? pool.backoffMs)
+            let started = pool.cooldownUntil == nil
+            guard started || until > pool.cooldownUntil! else { continue }
+            pool.cooldownUntil = max(pool.cooldownUntil ?? 0, until)
+            if adaptive && !pool.loweredThisCooldown {
+                pool.effective = max(1, pool.running / 2)
+                if pool.limit != 0 && pool.effective! >= pool.limit { pool.effective = nil }
+                pool.loweredThisCooldown = true
+                pool.completionsSinceRaise = 0
+            }
+            cooldowns.append(Cooldown(pool: id, untilMs: pool.cooldownUntil!, effectiveLimit: pool.currentLimit, started: started))
+        }
+        return cooldowns
+    }
+
+    /// Ends a pool's cooldown if its time has come; the waiters that now hold a slot.
+    public func endCooldown(_ id: String, nowMs: UInt64) -> [SlotGrant]? {
+        guard let pool = pools[id], let until = pool.cooldownUntil, until <= nowMs else { return nil }
+        pool.cooldownUntil = nil
+        pool.loweredThisCooldown = false
+        return grantWaiters(preferring: pool)
+    }
+
+    /// When the pool's cooldown ends, if it is cooling down.
+    public func cooldownUntil(_ id: String) -> UInt64? { pools[id]?.cooldownUntil }
+
+    /// An attempt in the pool completed without a rate limit: after `effective` of those,
+    /// the effective limit climbs by one, back to the ceiling. The waiters that gained a slot.
+    public func attemptSucceeded(in id: String) -> [SlotGrant] {
+        guard let pool = pools[id], let effective = pool.effective, pool.cooldownUntil == nil else { return [] }
+        pool.completionsSinceRaise += 1
+        guard pool.completionsSinceRaise >= effective else { return [] }
+        pool.completionsSinceRaise = 0
+        pool.effective = pool.limit != 0 && effective + 1 >= pool.limit ? nil : effective + 1
+        return grantWaiters(preferring: pool)
+    }
+
+    /// The tasks waiting in a pool, first to start first.
+    public func waiters(in id: String) -> [String] { pools[id]?.waiting.ids ?? [] }
+
     private func grantWaiters(preferring released: Pool) -> [SlotGrant] {
         var grants: [SlotGrant] = []
         // Without a global cap only the released pool can have gained room.
@@ -110,7 +215,7 @@ public final class SlotPools {
         // Under a global cap the oldest waiter among pools with room goes first.
         while globalHasRoom {
             var best: Pool?
-            var bestSequence = UInt64.max
+            var bestSequence = Int64.max
             for pool in pools.values where pool.hasRoom {
                 if let head = pool.waiting.first, head.sequence < bestSequence {
                     best = pool
@@ -135,26 +240,34 @@ public final class SlotPools {
     public struct Usage: Sendable, Equatable {
         public let pool: String
         public let limit: Int
+        public let effectiveLimit: Int
         public let running: Int
         public let waiting: Int
+        /// When its cooldown ends (monotonic ms), if it cools down.
+        public let cooldownUntilMs: UInt64?
     }
 
     /// Every pool that has been used, sorted by id.
     public var usage: [Usage] {
-        pools.values.map { Usage(pool: $0.id, limit: $0.limit, running: $0.running, waiting: $0.waiting.count) }.sorted { $0.pool < $1.pool }
+        pools.values.map {
+            Usage(pool: $0.id, limit: $0.limit, effectiveLimit: $0.currentLimit, running: $0.running, waiting: $0.waiting.count,
+                  cooldownUntilMs: $0.cooldownUntil)
+        }.sorted { $0.pool < $1.pool }
     }
 
     public func running(in poolID: String) -> Int { pools[poolID]?.running ?? 0 }
     public func waiting(in poolID: String) -> Int { pools[poolID]?.waiting.count ?? 0 }
+    public func effectiveLimit(of poolID: String) -> Int? { pools[poolID]?.currentLimit }
     public var totalRunning: Int { globalRunning }
     public var totalWaiting: Int { poolOfWaiter.count }
 }
 
-/// FIFO of waiting task ids that also supports removing any one of them.
+/// FIFO of waiting task ids that also supports removing any one of them, and putting one
+/// at the head (a retried attempt keeps its place).
 struct WaitQueue {
     struct Entry {
         let taskID: String
-        let sequence: UInt64
+        let sequence: Int64
     }
     private var entries: [Entry?] = []
     private var head = 0
@@ -163,9 +276,23 @@ struct WaitQueue {
     var count: Int { positions.count }
     var isEmpty: Bool { positions.isEmpty }
 
-    mutating func append(_ taskID: String, sequence: UInt64) {
+    mutating func append(_ taskID: String, sequence: Int64) {
         positions[taskID] = entries.count
         entries.append(Entry(taskID: taskID, sequence: sequence))
+    }
+
+    mutating func prepend(_ taskID: String, sequence: Int64) {
+        skipRemoved()
+        if head > 0 {
+            head -= 1
+            entries[head] = Entry(taskID: taskID, sequence: sequence)
+            positions[taskID] = head
+        } else {
+            entries.insert(Entry(taskID: taskID, sequence: sequence), at: 0)
+            for (i, entry) in entries.enumerated() {
+                if let entry { positions[entry.taskID] = i }
+            }
+        }
     }
 
     var first: Entry? {
@@ -174,6 +301,8 @@ struct WaitQueue {
             return head < entries.count ? entries[head] : nil
         }
     }
+
+    var ids: [String] { entries[head...].compactMap { $0?.taskID } }
 
     mutating func popFirst() -> Entry? {
         skipRemoved()

@@ -67,6 +67,10 @@ public final class Supervisor {
     /// Every transcript line as it is recorded (for following a task's log live).
     public var onTranscriptLine: ((String, [UInt8]) -> Void)?
 
+    /// A pool's cooldown began or ended (it is in events.jsonl too).
+    public var onPoolEvent: ((PoolEvent) -> Void)?
+    private var cooldownTimers: [String: LoopTimer] = [:]
+
     public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, policy: PersistencePolicy = .daemon,
                 workingDirectory: String = FileSystem.currentDirectory())
     {
@@ -76,7 +80,7 @@ public final class Supervisor {
         self.launch = launch
         self.policy = policy
         self.workingDirectory = workingDirectory
-        pools = SlotPools(globalLimit: config.globalConcurrency)
+        pools = SlotPools(globalLimit: config.globalConcurrency, adaptive: config.adaptiveConcurrency)
         store.beforeCommit = { [weak self] in self?.writeDirtyTasks() }
         store.drainedBelow = config.maxBufferedBytes / 2
         store.onDrained = { [weak self] id in self?.tasks[id]?.outputDrained() }
@@ -135,8 +139,16 @@ public final class Supervisor {
         loop.assertOnLoopThread()
         var id = identity?.id ?? TaskIdentifiers.newTaskID()
         while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
-        let task = try makeTask(request, id: id, sessionID: identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID(),
-                                createdMs: identity?.createdMs ?? Clock.wallMs(), journalTags: journalTags)
+        let sessionID = identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID()
+        let createdMs = identity?.createdMs ?? Clock.wallMs()
+        var base: TaskSnapshot?
+        if let identity, !identity.attempts.isEmpty {
+            // Its attempts go on from where they were.
+            base = try plan(request, id: id, sessionID: sessionID, createdMs: createdMs, base: nil).record
+            base!.attempts = identity.attempts
+            base!.attempt = identity.attempts.map(\.number).max() ?? 0
+        }
+        let task = try makeTask(request, id: id, sessionID: sessionID, createdMs: createdMs, base: base, journalTags: journalTags)
         if identity != nil { task.hasFolder = FileSystem.isDirectory(store.taskDirectory(id)) }
         persist(task, writingTaskFile: policy.recordsQueuedTasks)
         guard policy.recordsQueuedTasks else {
@@ -181,6 +193,12 @@ public final class Supervisor {
         task.hasFolder = true
         task.published = snapshot
         insert(task)
+    }
+
+    /// The retry rule a request's tasks get (task over agent over config).
+    public func retryPolicy(of request: TaskRequest) -> RetryPolicy {
+        let agent = request.command != nil ? DroverConfig.commandAgent : request.agent.flatMap { config.agents[$0] }
+        return request.retry.over((agent?.retry ?? RetrySettings()).over(config.retry)).resolved
     }
 
     /// The record a request would get under this identity, without queuing anything.
@@ -240,7 +258,7 @@ public final class Supervisor {
             timers: timers, maxToolCalls: breaker.maxToolCalls, maxRepeatedToolCalls: breaker.maxRepeatedToolCalls,
             maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
             resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
-            resultPath: store.resultFile(id))
+            resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved)
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool)
         return (snapshot, settings, plan)
     }
@@ -256,7 +274,22 @@ public final class Supervisor {
         // A stopping supervisor starts nothing: the task stays pending for the next one.
         guard !task.record.status.isTerminal, !draining else { return }
         task.feed(.admitted)
-        if let grant = pools.request(taskID: task.id, in: task.plan.pool) { startGranted([grant]) }
+        enqueue(task, atHead: false)
+    }
+
+    /// Its pool's queue: a grant at once, or a wait that says why.
+    private func enqueue(_ task: TaskDriver, atHead: Bool) {
+        if let grant = pools.request(taskID: task.id, in: task.pool, provider: task.record.provider, atHead: atHead) {
+            startGranted([grant])
+        } else {
+            task.feed(.waiting(pools.cooldownUntil(task.pool.id) == nil ? .slot : .cooldown))
+        }
+    }
+
+    /// A retried attempt's backoff is over: it queues again, at the head of its pool.
+    func requeue(_ task: TaskDriver) {
+        guard !draining else { return }
+        enqueue(task, atHead: true)
     }
 
     // MARK: a running session
@@ -427,8 +460,86 @@ public final class Supervisor {
         onEnded?(record)
         if let grant = task.grant {
             task.grant = nil
+            var grants = pools.release(grant)
+            // Adaptive limits climb back on attempts that complete untroubled by a rate limit.
+            if outcome.status == .completed && !task.lifecycle.lastAttemptRateLimited { grants += pools.attemptSucceeded(in: grant.pool) }
+            startGranted(grants)
+        }
+    }
+
+    /// An attempt ended and another follows after its backoff: the slot goes back now, the
+    /// record of the attempt and of the wait follow. While the task's pool cools down for
+    /// longer than `fallbackAfter`, the next attempt moves to a fallback model.
+    func attemptEnded(_ task: TaskDriver, _ outcome: Outcome) {
+        running.remove(task.id)
+        dirty.remove(task.id)
+        if let choice = fallback(for: task) {
+            task.pool = choice.assignment
+            task.feed(.moveTo(choice.model))
+        }
+        let record = task.record
+        store.writeTask(record)
+        store.appendEvent(TaskEvent(record, atMs: Clock.wallMs()), afterFiles: policy.recordsQueuedTasks)
+        publishWhenDurable(task, writingTaskFile: false)
+        if let grant = task.grant {
+            task.grant = nil
             startGranted(pools.release(grant))
         }
+    }
+
+    private func fallback(for task: TaskDriver) -> (model: ModelChoice, assignment: PoolAssignment)? {
+        let after = task.plan.agent.fallbackAfter ?? config.fallbackAfter
+        guard !task.plan.agent.fallbackModels.isEmpty, let until = pools.cooldownUntil(task.pool.id), until > loop.nowMs + UInt64(after) else {
+            return nil
+        }
+        for name in task.plan.agent.fallbackModels {
+            let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            let assignment = config.pool(provider: parts[0], model: parts[1], key: name)
+            guard assignment.id != task.pool.id, pools.cooldownUntil(assignment.id) == nil else { continue }
+            return (ModelChoice(provider: parts[0], model: parts[1], key: name, pool: assignment.id), assignment)
+        }
+        return nil
+    }
+
+    // MARK: rate limits
+
+    /// A worker was refused for a rate limit: its pool, or every pool of its provider, cools
+    /// down (no new attempt starts in it), and adapts its limit. Running tasks go on.
+    func rateLimited(_ task: TaskDriver, retryAfterMs: Int?, scope: WorkerFrame.RateLimitScope) {
+        let ids = pools.pools(limitedBy: task.pool.id, provider: scope == .provider ? task.record.provider : nil)
+        let nowMs = loop.nowMs
+        for cooldown in pools.rateLimited(ids, retryAfterMs: retryAfterMs, nowMs: nowMs) {
+            let event = PoolEvent(atMs: Clock.wallMs(), pool: cooldown.pool, status: .cooldown,
+                                  untilMs: Clock.wallMs() + Int64(cooldown.untilMs - nowMs), retryAfterMs: retryAfterMs,
+                                  limit: pools.usage.first { $0.pool == cooldown.pool }?.limit, effectiveLimit: cooldown.effectiveLimit, taskID: task.id)
+            store.appendPoolEvent(event)
+            onPoolEvent?(event)
+            armCooldownEnd(cooldown.pool, at: cooldown.untilMs)
+            if cooldown.started {
+                for id in pools.waiters(in: cooldown.pool) { tasks[id]?.feed(.waiting(.cooldown)) }
+            }
+        }
+    }
+
+    private func armCooldownEnd(_ pool: String, at untilMs: UInt64) {
+        let timer = cooldownTimers[pool] ?? LoopTimer(loop: loop)
+        cooldownTimers[pool] = timer
+        timer.start(after: untilMs > loop.nowMs ? Int(untilMs - loop.nowMs) : 0) { [weak self] in self?.cooldownMayEnd(pool) }
+    }
+
+    private func cooldownMayEnd(_ pool: String) {
+        loop.refreshTime()
+        guard let grants = pools.endCooldown(pool, nowMs: loop.nowMs) else {
+            if let until = pools.cooldownUntil(pool) { armCooldownEnd(pool, at: until) }  // made longer meanwhile
+            return
+        }
+        let event = PoolEvent(atMs: Clock.wallMs(), pool: pool, status: .cooldownEnd, limit: pools.usage.first { $0.pool == pool }?.limit,
+                              effectiveLimit: pools.effectiveLimit(of: pool))
+        store.appendPoolEvent(event)
+        onPoolEvent?(event)
+        for id in pools.waiters(in: pool) { tasks[id]?.feed(.waiting(.slot)) }
+        startGranted(grants)
     }
 
     /// The task's worker did something worth showing in task.json; written with the batch.

@@ -25,8 +25,14 @@ public struct TaskEvent: Sendable, Equatable {
     }
 
     public init(_ snapshot: TaskSnapshot, atMs: Int64, tags: JSONObject = [:]) {
+        // A running line names the attempt that starts; a retry's pending line the one to come.
+        let attempt: Int? = switch (snapshot.status, snapshot.reason) {
+        case (.running, _) where snapshot.attempt > 0: snapshot.attempt
+        case (.pending, .retry?): snapshot.attempt + 1
+        default: nil
+        }
         self.init(atMs: atMs, taskID: snapshot.id, sessionID: snapshot.sessionID, status: snapshot.status, reason: snapshot.reason,
-                  attempt: snapshot.status == .running && snapshot.attempt > 0 ? snapshot.attempt : nil, tags: tags)
+                  attempt: attempt, tags: tags)
     }
 
     public var json: JSONObject {

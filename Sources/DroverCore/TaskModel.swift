@@ -16,12 +16,15 @@ public enum TaskReason: String, Sendable {
     case exitCode = "exit_code", signal, spawn, `protocol`, workerError = "worker_error", lost
     // cancelled
     case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown
+    // pending again: an attempt ended and the next one waits
+    case retry
 
     public var status: TaskStatus {
         switch self {
         case .result, .idle, .stable, .exit: .completed
         case .exitCode, .signal, .spawn, .protocol, .workerError, .lost: .error
         case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown: .cancelled
+        case .retry: .pending
         }
     }
 }
@@ -46,12 +49,15 @@ public struct Outcome: Sendable, Equatable {
     public var message: String?
     public var resultText: String?
     public var resultData: JSONValue?
+    /// The worker said the failure may pass (an `error` frame with `retryable: true`).
+    public var retryable = false
 
-    public init(_ reason: TaskReason, message: String? = nil, resultText: String? = nil, resultData: JSONValue? = nil) {
+    public init(_ reason: TaskReason, message: String? = nil, resultText: String? = nil, resultData: JSONValue? = nil, retryable: Bool = false) {
         self.reason = reason
         self.message = message
         self.resultText = resultText
         self.resultData = resultData
+        self.retryable = retryable
     }
 
     public var status: TaskStatus { reason.status }
@@ -85,6 +91,49 @@ public enum TaskIdentifiers {
     }
 }
 
+/// One finished attempt, as task.json's `attempts` keeps it.
+public struct AttemptRecord: Sendable, Equatable {
+    /// 1-based.
+    public var number: Int
+    public var provider: String?
+    public var model: String?
+    public var startedMs: Int64?
+    public var endedMs: Int64
+    public var status: TaskStatus
+    public var reason: TaskReason
+    public var error: String?
+
+    public init(number: Int, provider: String?, model: String?, startedMs: Int64?, endedMs: Int64, status: TaskStatus, reason: TaskReason, error: String?) {
+        self.number = number
+        self.provider = provider
+        self.model = model
+        self.startedMs = startedMs
+        self.endedMs = endedMs
+        self.status = status
+        self.reason = reason
+        self.error = error
+    }
+
+    var json: JSONValue {
+        [
+            "n": .number(Double(number)), "provider": JSONValue(provider), "model": JSONValue(model),
+            "started_at": startedMs.map { .string(Clock.rfc3339(ms: $0)) } ?? .null, "ended_at": .string(Clock.rfc3339(ms: endedMs)),
+            "status": .string(status.rawValue), "reason": .string(reason.rawValue), "error": JSONValue(error),
+        ]
+    }
+
+    init?(json value: JSONValue) {
+        guard let object = value.objectValue, let number = object["n"]?.intValue,
+              let ended = object["ended_at"]?.stringValue.flatMap(Clock.parseRFC3339),
+              let status = object["status"]?.stringValue.flatMap(TaskStatus.init(rawValue:)),
+              let reason = object["reason"]?.stringValue.flatMap(TaskReason.init(rawValue:))
+        else { return nil }
+        self.init(number: number, provider: object["provider"]?.stringValue, model: object["model"]?.stringValue,
+                  startedMs: object["started_at"]?.stringValue.flatMap(Clock.parseRFC3339), endedMs: ended, status: status, reason: reason,
+                  error: object["error"]?.stringValue)
+    }
+}
+
 /// The worker's activity, as task.json's `progress` shows it.
 public struct TaskProgress: Sendable, Equatable {
     public var messages = 0
@@ -110,6 +159,8 @@ public struct TaskSnapshot: Sendable {
     public var waitingFor: WaitReason?
     /// The attempt running or last run (1-based); 0 before the first start.
     public var attempt = 0
+    /// Every finished attempt, oldest first.
+    public var attempts: [AttemptRecord] = []
     public var reason: TaskReason?
     public var error: String?
     public var createdMs: Int64
@@ -150,6 +201,7 @@ public struct TaskSnapshot: Sendable {
             "last_tool": JSONValue(progress.lastTool), "last_message": JSONValue(progress.lastMessage),
             "last_update": time(progress.lastUpdateMs),
         ]
+        object["attempts"] = .array(attempts.map(\.json))
         object["result_path"] = JSONValue(resultPath)
         object["ttl_ms"] = .number(Double(ttlMs))
         object["pool"] = .string(pool)
@@ -160,7 +212,7 @@ public struct TaskSnapshot: Sendable {
 
     static let knownKeys: Set<String> = [
         "id", "session_id", "agent", "provider", "model", "key", "description", "prompt", "status", "waiting_for", "attempt", "reason", "error",
-        "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "result_path",
+        "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "attempts", "result_path",
         "ttl_ms", "pool", "slot",
     ]
 
@@ -181,6 +233,7 @@ public struct TaskSnapshot: Sendable {
         self.status = status
         waitingFor = object["waiting_for"]?.stringValue.flatMap(WaitReason.init)
         attempt = object["attempt"]?.intValue ?? 0
+        attempts = object["attempts"]?.arrayValue?.compactMap(AttemptRecord.init(json:)) ?? []
         reason = object["reason"]?.stringValue.flatMap(TaskReason.init)
         error = object["error"]?.stringValue
         createdMs = time("created_at") ?? 0

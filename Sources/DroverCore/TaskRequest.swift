@@ -15,6 +15,8 @@ public struct TaskRequest: Sendable, Equatable {
     public var timers = TimerSettings()
     /// Per-task circuit-breaker overrides.
     public var breaker = BreakerSettings()
+    /// Per-task retry overrides.
+    public var retry = RetrySettings()
     /// Per-task resource limits, over the agent's.
     public var limits = ResourceLimits()
     /// Run in a fresh private folder under the task's folder (nil: as the agent says).
@@ -64,6 +66,7 @@ extension TaskRequest {
             object["limits"] = .object(resources)
         }
         for (name, value) in timers.json().members { object[name] = value }
+        for (name, value) in retry.json().members { object[name] = value }
         for (name, value) in [("maxToolCalls", breaker.maxToolCalls), ("maxRepeatedToolCalls", breaker.maxRepeatedToolCalls),
                               ("maxTranscriptBytes", breaker.maxTranscriptBytes)] {
             if let value { object[name] = .number(Double(value)) }

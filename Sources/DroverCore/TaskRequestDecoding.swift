@@ -17,7 +17,7 @@ extension TaskRequest {
     static let timerKeys = TimerSettings.durationKeys.map(\.0) + ["stablePolls"]
     static let breakerKeys = ["maxToolCalls", "maxRepeatedToolCalls", "maxTranscriptBytes"]
     static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl"]
-        + timerKeys + breakerKeys
+        + timerKeys + breakerKeys + ConfigReader.retryKeys
 
     public static func keys(for source: TaskRequestSource) -> [String] {
         switch source {
@@ -101,6 +101,9 @@ extension TaskRequest {
             }
             for key in breakerKeys {
                 if let value = fields.value(key) { _ = try reader.readBreaker(key, value, key, into: &request.breaker) }
+            }
+            for key in ConfigReader.retryKeys {
+                if let value = fields.value(key) { _ = try reader.readRetry(key, value, key, into: &request.retry) }
             }
             if let ttl = fields.value("ttl") { request.timers.taskTtl = try reader.duration(ttl, "ttl") }
         } catch {

@@ -213,12 +213,18 @@ public struct StatsReply: ControlReply {
         public var limit: Int
         public var running: Int
         public var waiting: Int
+        /// Below `limit` while rate limits hold it down (adaptive concurrency).
+        public var effectiveLimit: Int
+        /// When its cooldown ends (unix ms), while it cools down.
+        public var cooldownUntilMs: Int64?
 
-        public init(id: String, limit: Int, running: Int, waiting: Int) {
+        public init(id: String, limit: Int, running: Int, waiting: Int, effectiveLimit: Int? = nil, cooldownUntilMs: Int64? = nil) {
             self.id = id
             self.limit = limit
             self.running = running
             self.waiting = waiting
+            self.effectiveLimit = effectiveLimit ?? limit
+            self.cooldownUntilMs = cooldownUntilMs
         }
     }
 
@@ -263,15 +269,19 @@ public struct StatsReply: ControlReply {
         for (index, item) in (try fields.required("pools", fields.array)).enumerated() {
             guard case .object(let object) = item else { throw fields.mismatch("pools[\(index)]", "an object", item) }
             let pool = FieldReader(lenient: object)
-            pools.append(Pool(id: try pool.required("id", pool.string), limit: try number("limit", in: pool),
-                              running: try number("running", in: pool), waiting: try number("waiting", in: pool)))
+            let limit = try number("limit", in: pool)
+            pools.append(Pool(id: try pool.required("id", pool.string), limit: limit,
+                              running: try number("running", in: pool), waiting: try number("waiting", in: pool),
+                              effectiveLimit: try pool.count("effective_limit") ?? limit,
+                              cooldownUntilMs: try pool.string("cooldown_until").flatMap(Clock.parseRFC3339)))
         }
     }
 
     public func frame() -> JSONObject {
         let pools: [JSONValue] = pools.map { pool in
-            ["id": .string(pool.id), "limit": .number(Double(pool.limit)), "running": .number(Double(pool.running)),
-             "waiting": .number(Double(pool.waiting))]
+            ["id": .string(pool.id), "limit": .number(Double(pool.limit)), "effective_limit": .number(Double(pool.effectiveLimit)),
+             "cooldown_until": pool.cooldownUntilMs.map { .string(Clock.rfc3339(ms: $0)) } ?? .null,
+             "running": .number(Double(pool.running)), "waiting": .number(Double(pool.waiting))]
         }
         return ["type": "ok", "pid": .number(Double(pid)), "running": .number(Double(running)), "pending": .number(Double(pending)),
                 "slots_in_use": .number(Double(slotsInUse)), "tasks": .number(Double(tasks)), "pools": .array(pools),
@@ -370,12 +380,17 @@ public enum EventsFrame: ControlReply {
     case end
     case following
     case event(TaskEvent)
+    /// A pool's cooldown began or ended.
+    case pool(PoolEvent)
 
     public init(frame: JSONObject) throws(FieldError) {
         let fields = FieldReader(lenient: frame)
         switch try fields.frameType("lines", "ok", "following", "event") {
         case "lines": self = .lines(try fields.required("text", fields.string))
         case "following": self = .following
+        case "event" where frame["pool"] != nil && frame["task_id"] == nil:
+            guard let event = PoolEvent(json: frame) else { throw FieldError(field: "status", "a pool's event needs a known status") }
+            self = .pool(event)
         case "event":
             // The same shape as an events.jsonl line (TaskEvent), with its checks.
             _ = try fields.required("t") { key throws(FieldError) in try fields.count(key) }
@@ -393,6 +408,10 @@ public enum EventsFrame: ControlReply {
         case .end: return ["type": "ok"]
         case .following: return ["type": "following"]
         case .event(let event):
+            var frame: JSONObject = ["type": "event"]
+            for (key, value) in event.json.members { frame[key] = value }
+            return frame
+        case .pool(let event):
             var frame: JSONObject = ["type": "event"]
             for (key, value) in event.json.members { frame[key] = value }
             return frame

@@ -60,7 +60,12 @@ extension DaemonServer {
     /// Read-only figures for tests and monitoring: slots per pool, task counts, and the
     /// daemon's open descriptors (this connection's socket included).
     private func stats(_ connection: ControlConnection) {
-        let pools = supervisor.poolUsage.map { StatsReply.Pool(id: $0.pool, limit: $0.limit, running: $0.running, waiting: $0.waiting) }
+        let nowMs = loop.nowMs
+        let wallMs = Clock.wallMs()
+        let pools = supervisor.poolUsage.map { usage in
+            StatsReply.Pool(id: usage.pool, limit: usage.limit, running: usage.running, waiting: usage.waiting, effectiveLimit: usage.effectiveLimit,
+                            cooldownUntilMs: usage.cooldownUntilMs.map { wallMs + Int64($0 > nowMs ? $0 - nowMs : 0) })
+        }
         // Listing /proc/self/fd opens one more descriptor, which is not counted.
         reply(connection, StatsReply(
             pid: Int(getpid()), running: supervisor.runningCount, pending: supervisor.pendingCount, slotsInUse: supervisor.slotsInUse,
@@ -274,9 +279,9 @@ extension DaemonServer {
         guard request.follow else {
             return streamFile(store.eventsFile, to: connection) { [unowned self] connection in self.reply(connection, EventsFrame.end) }
         }
-        let token = subscribe { snapshot in
+        let token = subscribe({ snapshot in
             connection.send(EventsFrame.event(TaskEvent(snapshot, atMs: Clock.wallMs())))
-        }
+        }, pools: { event in connection.send(EventsFrame.pool(event)) })
         connection.onClose = { [unowned self] in self.unsubscribe(token) }
         connection.send(EventsFrame.following)
     }

@@ -47,6 +47,7 @@ public final class DaemonServer {
     var endedRows: [String: [UInt8]] = [:]
     private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
     private var reportListeners: [Int: (TaskSnapshot) -> Void] = [:]
+    private var poolListeners: [Int: (PoolEvent) -> Void] = [:]
     private var transcriptListeners: [String: [Int: ([UInt8]) -> Void]] = [:]
     private(set) var transcriptLines: [String: Int] = [:]
     private var nextListener = 0
@@ -86,6 +87,7 @@ public final class DaemonServer {
         listener = UnsafeMutablePointer<uv_pipe_t>.allocate(capacity: 1)
         if let onComplete = config.onComplete { hook = CompletionHook(loop: loop, launch: launch, arguments: onComplete) }
         supervisor.onReport = { [unowned self] snapshot in self.reported(snapshot) }
+        supervisor.onPoolEvent = { [unowned self] event in for listener in self.poolListeners.values { listener(event) } }
         supervisor.onTranscriptLine = { [unowned self] id, line in
             self.transcriptLines[id, default: 0] += 1
             if let listeners = self.transcriptListeners[id] { for listener in listeners.values { listener(line) } }
@@ -124,7 +126,7 @@ public final class DaemonServer {
     /// order; tasks that may have started under the daemon that died are error(lost), and
     /// what is left of their processes is killed.
     private func recover() {
-        let found = FolderRecovery.run(store: store)
+        let found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
         for note in found.notes { writeLog("recovery: \(note)") }
         for (snapshot, request) in found.ended { supervisor.adopt(ended: snapshot, request: request) }
         for (snapshot, request) in found.pending {
@@ -179,7 +181,17 @@ public final class DaemonServer {
         return nextListener
     }
 
-    func unsubscribe(_ token: Int) { reportListeners[token] = nil }
+    func unsubscribe(_ token: Int) {
+        reportListeners[token] = nil
+        poolListeners[token] = nil
+    }
+
+    /// Subscribes to pools' cooldowns too, under the same token.
+    func subscribe(_ listener: @escaping (TaskSnapshot) -> Void, pools: @escaping (PoolEvent) -> Void) -> Int {
+        let token = subscribe(listener)
+        poolListeners[token] = pools
+        return token
+    }
 
     func subscribeTranscript(_ id: String, _ listener: @escaping ([UInt8]) -> Void) -> Int {
         nextListener += 1

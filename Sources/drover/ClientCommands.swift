@@ -269,6 +269,7 @@ struct EventsCommand: ParsableCommand {
             case .end: return true
             case .lines(let text): Terminal.write(1, text)
             case .event(let event): Terminal.out(JSONWriter.string(.object(event.json)))
+            case .pool(let event): Terminal.out(JSONWriter.string(.object(event.json)))
             case .following: break
             }
             return false

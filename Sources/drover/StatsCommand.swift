@@ -23,8 +23,13 @@ struct StatsCommand: ParsableCommand {
                 + "\(answer.tasks) tasks known, \(answer.openDescriptors) open descriptors",
         ]
         for pool in answer.pools {
-            let limit = pool.limit == 0 ? "unlimited" : String(pool.limit)
-            lines.append("pool \(pool.id): \(pool.running) of \(limit) in use, \(pool.waiting) waiting")
+            var limit = pool.limit == 0 ? "unlimited" : String(pool.limit)
+            if pool.effectiveLimit != pool.limit { limit = "\(pool.effectiveLimit) (limit \(limit), lowered by rate limits)" }
+            var line = "pool \(pool.id): \(pool.running) of \(limit) in use, \(pool.waiting) waiting"
+            if let until = pool.cooldownUntilMs {
+                line += ", cooling down for \(DurationText.format(milliseconds: Int(max(0, until - Clock.wallMs()))))"
+            }
+            lines.append(line)
         }
         Terminal.out(lines.joined(separator: "\n"))
     }

@@ -90,3 +90,95 @@ import Testing
         #expect(started == ["w0", "w1", "w2"])
     }
 }
+
+/// SPEC 11 on the pool type alone: cooldowns, adaptive limits, retries at the head.
+@Suite struct PoolRateLimitTests {
+    @Test func aCooldownBlocksOnlyItsPoolsAndEndsOnItsTime() {
+        let pools = SlotPools()
+        let anthropic = PoolAssignment(id: "provider:anthropic", limit: 4)
+        let opus = PoolAssignment(id: "model:anthropic/opus", limit: 2)
+        let openai = PoolAssignment(id: "provider:openai", limit: 4)
+        let a = pools.request(taskID: "a", in: anthropic, provider: "anthropic")
+        _ = pools.request(taskID: "o", in: opus, provider: "anthropic")
+        _ = pools.request(taskID: "g", in: openai, provider: "openai")
+        #expect(a != nil)
+        // A provider-wide limit cools every pool of that provider, and no other.
+        #expect(pools.pools(limitedBy: "provider:anthropic", provider: "anthropic") == ["model:anthropic/opus", "provider:anthropic"])
+        #expect(pools.pools(limitedBy: "model:anthropic/opus", provider: nil) == ["model:anthropic/opus"])
+        let cooldowns = pools.rateLimited(["provider:anthropic"], retryAfterMs: 1_000, nowMs: 10_000)
+        #expect(cooldowns == [SlotPools.Cooldown(pool: "provider:anthropic", untilMs: 11_000, effectiveLimit: 1, started: true)])
+        #expect(pools.request(taskID: "b", in: anthropic, provider: "anthropic") == nil, "no new attempt starts while it cools down")
+        #expect(pools.request(taskID: "h", in: openai, provider: "openai") != nil, "another pool is not held up")
+        #expect(pools.release(a!).isEmpty, "a freed slot waits for the end of the cooldown")
+        #expect(pools.endCooldown("provider:anthropic", nowMs: 10_999) == nil)
+        #expect(pools.endCooldown("provider:anthropic", nowMs: 11_000)?.map(\.taskID) == ["b"])
+        #expect(pools.cooldownUntil("provider:anthropic") == nil)
+    }
+
+    @Test func withoutRetryAfterTheBackoffDoublesAndResetsAfterAQuietMinute() {
+        let pools = SlotPools()
+        _ = pools.request(taskID: "a", in: PoolAssignment(id: "p", limit: 2))
+        #expect(pools.rateLimited(["p"], retryAfterMs: nil, nowMs: 0).first?.untilMs == 2_000)
+        _ = pools.endCooldown("p", nowMs: 2_000)
+        #expect(pools.rateLimited(["p"], retryAfterMs: nil, nowMs: 3_000).first?.untilMs == 7_000)
+        _ = pools.endCooldown("p", nowMs: 7_000)
+        #expect(pools.rateLimited(["p"], retryAfterMs: nil, nowMs: 8_000).first?.untilMs == 16_000)
+        _ = pools.endCooldown("p", nowMs: 16_000)
+        #expect(pools.rateLimited(["p"], retryAfterMs: nil, nowMs: 80_000).first?.untilMs == 82_000, "a quiet minute starts afresh")
+    }
+
+    @Test func theEffectiveLimitHalvesOncePerCooldownAndClimbsBackByOne() {
+        let pools = SlotPools()
+        let pool = PoolAssignment(id: "p", limit: 8)
+        var grants = (0..<8).compactMap { pools.request(taskID: "t\($0)", in: pool) }
+        #expect(grants.count == 8)
+        // Multiplicative decrease, once per cooldown however many limits come.
+        #expect(pools.rateLimited(["p"], retryAfterMs: 100, nowMs: 0).first?.effectiveLimit == 4)
+        #expect(pools.rateLimited(["p"], retryAfterMs: 200, nowMs: 50).first?.effectiveLimit == 4)
+        #expect(pools.effectiveLimit(of: "p") == 4)
+        for i in 0..<6 { _ = pools.request(taskID: "w\(i)", in: pool) }
+        #expect(pools.endCooldown("p", nowMs: 200) == nil, "the second limit made the cooldown longer")
+        #expect(pools.endCooldown("p", nowMs: 250)?.isEmpty == true)
+        // Running 8 over an effective 4: the slots that come back wait until only 3 run.
+        for grant in grants.prefix(4) { #expect(pools.release(grant).isEmpty) }
+        #expect(pools.release(grants[4]).map(\.taskID) == ["w0"])
+        grants = Array(grants.dropFirst(5))
+        // Additive increase: one more after `effective` attempts complete without a limit.
+        for _ in 0..<3 { #expect(pools.attemptSucceeded(in: "p").isEmpty) }
+        #expect(pools.attemptSucceeded(in: "p").map(\.taskID) == ["w1"], "the fourth completion raises 4 to 5")
+        #expect(pools.effectiveLimit(of: "p") == 5)
+        for _ in 0..<5 { _ = pools.attemptSucceeded(in: "p") }
+        #expect(pools.effectiveLimit(of: "p") == 6)
+        for _ in 0..<6 { _ = pools.attemptSucceeded(in: "p") }
+        for _ in 0..<7 { _ = pools.attemptSucceeded(in: "p") }
+        #expect(pools.effectiveLimit(of: "p") == 8, "back at the ceiling")
+        for _ in 0..<20 { _ = pools.attemptSucceeded(in: "p") }
+        #expect(pools.effectiveLimit(of: "p") == 8, "never above it")
+        #expect(pools.usage.first?.limit == 8)
+    }
+
+    @Test func neverBelowOneAndAPoolWithoutLimitsNeverChanges() {
+        let pools = SlotPools()
+        _ = pools.request(taskID: "a", in: PoolAssignment(id: "p", limit: 3))
+        #expect(pools.rateLimited(["p"], retryAfterMs: 10, nowMs: 0).first?.effectiveLimit == 1)
+        _ = pools.endCooldown("p", nowMs: 10)
+        #expect(pools.rateLimited(["p"], retryAfterMs: 10, nowMs: 20).first?.effectiveLimit == 1)
+        let quiet = SlotPools()
+        for i in 0..<5 { _ = quiet.request(taskID: "q\(i)", in: PoolAssignment(id: "q", limit: 5)) }
+        #expect(quiet.effectiveLimit(of: "q") == 5 && quiet.attemptSucceeded(in: "q").isEmpty && quiet.effectiveLimit(of: "q") == 5)
+        let fixed = SlotPools(adaptive: false)
+        for i in 0..<4 { _ = fixed.request(taskID: "f\(i)", in: PoolAssignment(id: "f", limit: 4)) }
+        #expect(fixed.rateLimited(["f"], retryAfterMs: 10, nowMs: 0).first?.effectiveLimit == 4, "adaptiveConcurrency off: the limit stays")
+    }
+
+    @Test func aRetryQueuesAtTheHead() {
+        let pools = SlotPools()
+        let pool = PoolAssignment(id: "p", limit: 1)
+        let running = pools.request(taskID: "a", in: pool)!
+        _ = pools.request(taskID: "b", in: pool)
+        _ = pools.request(taskID: "c", in: pool)
+        _ = pools.request(taskID: "retried", in: pool, atHead: true)
+        #expect(pools.waiters(in: "p") == ["retried", "b", "c"])
+        #expect(pools.release(running).map(\.taskID) == ["retried"])
+    }
+}

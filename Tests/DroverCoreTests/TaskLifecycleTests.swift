@@ -283,7 +283,7 @@ import Testing
         var t = Subject()
         t.start()
         t.at(1, .frame(.error(message: "rate limited", retryable: true)))
-        #expect(Self.ended(t.exitAndClose(at: 2, code: 1)) == Outcome(.workerError, message: "rate limited (retryable)"))
+        #expect(Self.ended(t.exitAndClose(at: 2, code: 1)) == Outcome(.workerError, message: "rate limited (retryable)", retryable: true))
     }
 
     @Test func promptsReachOnlyARunningUndecidedSession() {
@@ -323,5 +323,126 @@ import Testing
         let explained = LimitDiagnosis.explain(Outcome(.signal, message: "killed"), usage: TaskCgroups.Usage(oomKills: 1), limits: limits)
         #expect(explained.message?.contains("the memory limit of 67108864 bytes was reached") == true)
         #expect(LimitDiagnosis.explain(Outcome(.result, resultText: "x"), usage: TaskCgroups.Usage(oomKills: 1), limits: limits).message == nil)
+    }
+}
+
+/// Attempts and retries (SPEC 11) on the fake clock.
+@Suite struct TaskAttemptTests {
+    typealias Subject = TaskLifecycleTests.Subject
+
+    static func retrying(_ retries: Int = 2, on reasons: Set<RetryReason> = RetrySettings.defaultRetryOn,
+                         backoff: Backoff = Backoff(initialMs: 2_000, multiplier: 2, maxMs: 60_000, jitter: 0.2)) -> Subject {
+        var t = Subject { $0.staleTimeout = 0; $0.stablePolls = 0; $0.taskTtl = 0 }
+        let settings = t.lifecycle.settings
+        var withRetry = settings
+        withRetry.retry = RetryPolicy(retries: retries, retryOn: reasons, backoff: backoff)
+        t.lifecycle = TaskLifecycle(record: t.lifecycle.record, settings: withRetry, now: Moment(monotonicMs: 0, wallMs: 1_000))
+        return t
+    }
+
+    @Test func aRetryableErrorIsTriedAgainAfterItsBackoffAtTheHead() {
+        var t = Self.retrying()
+        t.start(at: 0)
+        t.at(100, .frame(.error(message: "overloaded", retryable: true)))
+        t.at(110, .exited(ExitStatus(code: 1, signal: nil)))
+        let effects = t.at(120, .closed(ChildEnd(jitter: 0.5)))
+        // The slot goes back with the attempt; the next waits 2 s ± 20% (here +10%).
+        #expect(effects.contains(.attemptEnded(Outcome(.workerError, message: "overloaded (retryable)", retryable: true))))
+        #expect(effects.last == .arm(.retry, atMs: 120 + 2_200))
+        #expect(!effects.contains { if case .end = $0 { true } else { false } })
+        #expect(t.record.status == .pending && t.record.waitingFor == .retry && t.record.reason == .retry)
+        #expect(t.record.attempts.map(\.number) == [1] && t.record.attempts.first?.reason == .workerError)
+        #expect(t.at(2_320, .timerFired(.retry)) == [.requeue])
+        #expect(t.record.waitingFor == .slot)
+        #expect(t.at(2_330, .slotGranted(slot: 0)) == [.recordStart])
+        #expect(t.record.attempt == 2 && t.record.reason == nil)
+        t.at(2_330, .startRecorded)
+        let start = t.at(2_331, .spawned(pid: 77))
+        #expect(start.contains { if case .send(.start(let frame)) = $0 { frame.attempt == 2 } else { false } })
+        t.at(2_400, .frame(.result(text: "done", data: nil)))
+        #expect(TaskLifecycleTests.ended(t.exitAndClose(at: 2_410))?.reason == .result)
+        #expect(t.record.attempts.map(\.number) == [1, 2] && t.record.attempts.last?.status == .completed)
+    }
+
+    @Test func aRateLimitCoolsThePoolAndItsRetryAfterWinsOverTheBackoff() {
+        var t = Self.retrying()
+        t.start()
+        #expect(t.at(10, .frame(.rateLimit(retryAfterMs: 9_000, scope: .provider, message: "429"))).contains(.rateLimited(retryAfterMs: 9_000, scope: .provider)))
+        #expect(t.lifecycle.isCancellable, "the worker may go on after a rate limit")
+        t.at(20, .frame(.error(message: "gave up", retryable: false)))
+        t.at(30, .exited(ExitStatus(code: 1, signal: nil)))
+        let effects = t.at(40, .closed(ChildEnd()))
+        #expect(effects.last == .arm(.retry, atMs: 40 + 9_000), "rate_limit is a reason of its own, and its retry-after is later than the backoff")
+        #expect(t.lifecycle.lastAttemptRateLimited)
+    }
+
+    @Test func backoffGrowsPerAttemptUpToItsMaximum() {
+        let backoff = Backoff(initialMs: 1_000, multiplier: 3, maxMs: 5_000, jitter: 0.5)
+        #expect(backoff.delayMs(beforeAttempt: 2, spread: 0) == 1_000)
+        #expect(backoff.delayMs(beforeAttempt: 3, spread: 0) == 3_000)
+        #expect(backoff.delayMs(beforeAttempt: 4, spread: 0) == 5_000)
+        #expect(backoff.delayMs(beforeAttempt: 4, spread: -1) == 2_500)
+        #expect(backoff.delayMs(beforeAttempt: 2, spread: 1) == 1_500)
+    }
+
+    @Test func attemptsRunOutAndThenTheTaskEnds() {
+        var t = Self.retrying(1)
+        for attempt in 1...2 {
+            if attempt == 1 { t.start(at: 0) } else {
+                t.at(10_000, .timerFired(.retry))
+                t.at(10_000, .slotGranted(slot: 0))
+                t.at(10_000, .startRecorded)
+                t.at(10_000, .spawned(pid: 2))
+            }
+            t.at(UInt64(attempt) * 10_000 + 1, .frame(.error(message: "busy", retryable: true)))
+            let effects = t.exitAndClose(at: UInt64(attempt) * 10_000 + 2, code: 1)
+            if attempt == 2 { #expect(TaskLifecycleTests.ended(effects)?.reason == .workerError) }
+        }
+        #expect(t.record.status == .error && t.record.attempts.count == 2)
+    }
+
+    @Test func cancelTtlAndReasonsNotListedAreNeverRetried() {
+        for event: LifecycleEvent in [.cancel(.user, message: nil), .cancel(.shutdown, message: nil), .timerFired(.ttl)] {
+            var t = Self.retrying(5, on: Set(RetryReason.allCases))
+            t.lifecycle = TaskLifecycle(record: t.record, settings: {
+                var s = t.lifecycle.settings
+                s.timers.taskTtl = 1_000
+                return s
+            }(), now: Moment(monotonicMs: 0, wallMs: 1_000))
+            t.start()
+            t.at(5, .frame(.rateLimit(retryAfterMs: nil, scope: .provider, message: nil)))
+            t.at(1_000, event)
+            #expect(TaskLifecycleTests.ended(t.exitAndClose(at: 1_001, signal: SIGTERM)) != nil, "\(event) is never retried")
+        }
+        var exit = Self.retrying()
+        exit.start()
+        #expect(TaskLifecycleTests.ended(exit.exitAndClose(at: 5, code: 3))?.reason == .exitCode, "exit_code is not in the default retryOn")
+        var listed = Self.retrying(on: [.exitCode])
+        listed.start()
+        #expect(listed.exitAndClose(at: 5, code: 3).contains { if case .attemptEnded = $0 { true } else { false } })
+    }
+
+    @Test func aPendingTaskSaysWhyItWaits() {
+        var t = Self.retrying()
+        t.at(0, .admitted)
+        #expect(t.record.waitingFor == .slot)
+        #expect(t.at(1, .waiting(.cooldown)) == [.recordProgress])
+        #expect(t.record.waitingFor == .cooldown)
+        t.at(2, .waiting(.slot))
+        #expect(t.record.waitingFor == .slot)
+        t.at(3, .slotGranted(slot: 0))
+        #expect(t.record.waitingFor == nil)
+        t.at(4, .startRecorded)
+        t.at(5, .spawned(pid: 1))
+        t.at(6, .frame(.error(message: "x", retryable: true)))
+        _ = t.exitAndClose(at: 7, code: 1)
+        #expect(t.record.waitingFor == .retry)
+        #expect(t.at(8, .waiting(.cooldown)).isEmpty, "a backoff is not a cooldown: it says retry until it is over")
+        t.at(8, .moveTo(ModelChoice(provider: "openai", model: "gpt-5", key: "openai/gpt-5", pool: "provider:openai")))
+        #expect(t.record.model == "gpt-5" && t.record.pool == "provider:openai")
+        t.at(3_000, .timerFired(.retry))
+        #expect(t.record.waitingFor == .slot)
+        t.at(3_001, .waiting(.cooldown))
+        #expect(t.record.waitingFor == .cooldown)
     }
 }

@@ -26,6 +26,8 @@ final class TaskDriver {
     /// Members of the task's first journal line (a batch row's identity).
     let journalTags: JSONObject
     var grant: SlotGrant?
+    /// The pool its next attempt counts against (a fallback model's, after a move).
+    var pool: PoolAssignment
     /// Its folder has been asked for (it is made with the batch of its first file).
     var hasFolder = false
     /// The record as last reported (what clients see until the next report).
@@ -49,6 +51,7 @@ final class TaskDriver {
         self.supervisor = supervisor
         self.lifecycle = lifecycle
         self.plan = plan
+        pool = plan.pool
         self.request = request
         self.journalTags = journalTags
         let store = supervisor.store
@@ -120,14 +123,27 @@ final class TaskDriver {
             supervisor.progressChanged(self)
         case .withdraw:
             supervisor.pools.withdraw(taskID: id)
+        case .rateLimited(let retryAfterMs, let scope):
+            supervisor.rateLimited(self, retryAfterMs: retryAfterMs, scope: scope)
+        case .attemptEnded(let outcome):
+            stopChild()
+            supervisor.attemptEnded(self, outcome)
+        case .requeue:
+            supervisor.requeue(self)
         case .end(let outcome):
             for timer in timers.values { timer.stop() }
             timers = [:]
-            child = nil
-            framed = nil
-            raw = nil
+            stopChild()
             supervisor.finish(self, outcome)
         }
+    }
+
+    /// The attempt's child is gone: forget it and its output.
+    private func stopChild() {
+        child = nil
+        framed = nil
+        raw = nil
+        outputPaused = false
     }
 
     private func spawn() {
@@ -205,7 +221,7 @@ final class TaskDriver {
     private func closed() {
         // Output abandoned after the drain grace ends without its end of file.
         if let line = raw?.finishLine() { receivedLine(line) }
-        var end = ChildEnd(rawOutputTail: raw?.result, peakMemoryKiB: child?.peakMemoryKiB)
+        var end = ChildEnd(rawOutputTail: raw?.result, peakMemoryKiB: child?.peakMemoryKiB, jitter: Double.random(in: -1...1))
         if let folder = cgroup {
             end.cgroup = TaskCgroups.usage(of: folder)
             end.cgroupPath = folder

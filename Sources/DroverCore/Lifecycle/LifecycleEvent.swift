@@ -32,6 +32,8 @@ public enum LifecycleTimer: Sendable, Hashable, CaseIterable {
     case killGrace
     /// Exited: how long to wait for the end of its output.
     case drain
+    /// An attempt ended retryably: the next one may queue when this fires.
+    case retry
 }
 
 /// How the worker's process ended, as the reaper saw it.
@@ -54,8 +56,12 @@ public struct ChildEnd: Sendable, Equatable {
     /// The task's cgroup folder, when it had one.
     public var cgroupPath: String?
     public var peakMemoryKiB: Int?
+    /// Where in its jitter a retry's backoff falls (-1...1), drawn by the driver.
+    public var jitter: Double
 
-    public init(rawOutputTail: String? = nil, cgroup: TaskCgroups.Usage? = nil, cgroupPath: String? = nil, peakMemoryKiB: Int? = nil) {
+    public init(rawOutputTail: String? = nil, cgroup: TaskCgroups.Usage? = nil, cgroupPath: String? = nil, peakMemoryKiB: Int? = nil,
+                jitter: Double = 0) {
+        self.jitter = jitter
         self.rawOutputTail = rawOutputTail
         self.cgroup = cgroup
         self.cgroupPath = cgroupPath
@@ -90,6 +96,25 @@ public enum LifecycleEvent: Sendable, Equatable {
     case cancel(TaskReason, message: String?)
     /// A follow-up prompt for the live session.
     case prompt(String)
+    /// Why the pending task waits now (its pool started or ended a cooldown).
+    case waiting(WaitReason)
+    /// The next attempt runs on another model (a fallback while its own pool cools down).
+    case moveTo(ModelChoice)
+}
+
+/// A model for an attempt, with the pool it counts against.
+public struct ModelChoice: Sendable, Equatable {
+    public var provider: String?
+    public var model: String?
+    public var key: String
+    public var pool: String
+
+    public init(provider: String?, model: String?, key: String, pool: String) {
+        self.provider = provider
+        self.model = model
+        self.key = key
+        self.pool = pool
+    }
 }
 
 /// What the driver must do, in order.
@@ -115,6 +140,13 @@ public enum LifecycleEffect: Sendable, Equatable {
     case recordProgress
     /// Leave the pool's queue.
     case withdraw
+    /// The worker was refused for a rate limit: its pool (or its provider's pools) cool down.
+    case rateLimited(retryAfterMs: Int?, scope: WorkerFrame.RateLimitScope)
+    /// The attempt ended and another follows: release the slot, record the attempt and
+    /// the wait (the `retry` timer is armed with it).
+    case attemptEnded(Outcome)
+    /// Join the pool's queue again, at its head.
+    case requeue
     /// The task is over: release its slot, write its files, report once they are durable.
     case end(Outcome)
 }

@@ -19,6 +19,8 @@ public struct LifecycleSettings: Sendable, Equatable {
     public var limits: ResourceLimits
     /// Where a completed task's result.md is.
     public var resultPath: String?
+    /// When an attempt that ended is tried again.
+    public var retry: RetryPolicy
 
     /// How long a worker whose task is decided may take to exit on its own.
     public static let exitGraceMs = 1000
@@ -28,9 +30,10 @@ public struct LifecycleSettings: Sendable, Equatable {
 
     public init(timers: ResolvedTimers, maxToolCalls: Int = 0, maxRepeatedToolCalls: Int = 0, maxTranscriptBytes: Int = 0,
                 raw: Bool = false, promptInArguments: Bool = false, resume: Bool = false, transcriptPath: String? = nil,
-                workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil)
+                workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none)
     {
         self.resultPath = resultPath
+        self.retry = retry
         self.timers = timers
         self.maxToolCalls = maxToolCalls
         self.maxRepeatedToolCalls = maxRepeatedToolCalls
@@ -84,12 +87,19 @@ public struct TaskLifecycle: Sendable {
         var lastToolCall = ""
         var repeatedToolCalls = 0
         var transcriptBytes = 0
+        /// A `rate_limit` frame came, with its retry-after if it had one.
+        var rateLimited = false
+        var retryAfterMs: Int?
     }
+
+    /// The last attempt to end saw a `rate_limit` frame (adaptive limits count the others).
+    public private(set) var lastAttemptRateLimited = false
 
     public init(record: TaskSnapshot, settings: LifecycleSettings, now: Moment) {
         var record = record
         record.status = .pending
         record.waitingFor = .slot
+        record.pid = nil
         self.record = record
         self.settings = settings
         phase = .pending(since: now.monotonicMs)
@@ -166,6 +176,7 @@ public struct TaskLifecycle: Sendable {
             record.slot = slot
             record.status = .running
             record.waitingFor = nil
+            record.reason = nil
             phase = .starting
             effects.append(.recordStart)
         case .startRecorded:
@@ -199,6 +210,17 @@ public struct TaskLifecycle: Sendable {
             cancel(reason, message, now, &effects)
         case .prompt(let text):
             if acceptsPrompts { effects.append(.send(.prompt(text: text))) }
+        case .waiting(let reason):
+            guard case .pending = phase, record.waitingFor != reason, record.waitingFor != .retry || !armed.contains(.retry) else { break }
+            record.waitingFor = reason
+            effects.append(.recordProgress)
+        case .moveTo(let choice):
+            guard case .pending = phase else { break }
+            record.provider = choice.provider
+            record.model = choice.model
+            record.key = choice.key
+            record.pool = choice.pool
+            effects.append(.recordProgress)
         }
     }
 
@@ -250,6 +272,9 @@ public struct TaskLifecycle: Sendable {
             effects.append(.signalGroup(SIGKILL))
         case (.drain, .running(let run)), (.drain, .stopping(let run, _)):
             if run.exit != nil { effects.append(.abandonOutputs) }
+        case (.retry, .pending):
+            record.waitingFor = .slot
+            effects.append(.requeue)
         default:
             break
         }
@@ -319,10 +344,14 @@ public struct TaskLifecycle: Sendable {
             decision = Outcome(.result, resultText: text ?? run.lastAssistantText ?? "", resultData: data)
         case .error(let message, let retryable):
             let text = message ?? "the worker reported an error"
-            decision = Outcome(.workerError, message: retryable ? text + " (retryable)" : text)
+            decision = Outcome(.workerError, message: retryable ? text + " (retryable)" : text, retryable: retryable)
+        case .rateLimit(let retryAfterMs, let scope, _):
+            run.rateLimited = true
+            if let retryAfterMs { run.retryAfterMs = max(run.retryAfterMs ?? 0, retryAfterMs) }
+            effects.append(.rateLimited(retryAfterMs: retryAfterMs, scope: scope))
         case .log(let level, let text):
             effects.append(.log(level: level, text: text))
-        case .hello, .heartbeat, .rateLimit, .usage, .unknown:
+        case .hello, .heartbeat, .usage, .unknown:
             break  // activity, kept in the transcript
         }
         record.progress.lastUpdateMs = now.wallMs
@@ -501,7 +530,55 @@ public struct TaskLifecycle: Sendable {
         if let peak = child.cgroup?.peakMemoryKiB ?? child.peakMemoryKiB { record.extra["peak_rss_kib"] = .number(Double(peak)) }
         if let peak = child.cgroup?.peakProcesses { record.extra["peak_processes"] = .number(Double(peak)) }
         if let path = child.cgroupPath { record.extra["cgroup"] = .string(path) }
-        end(outcome, now, &effects)
+        record.attempts.append(AttemptRecord(
+            number: record.attempt, provider: record.provider, model: record.model, startedMs: record.startedMs, endedMs: now.wallMs,
+            status: outcome.status, reason: outcome.reason, error: outcome.status == .completed ? nil : outcome.message))
+        lastAttemptRateLimited = run.rateLimited
+        if let why = Self.retryReason(outcome, run), settings.retry.retryOn.contains(why), record.attempt <= settings.retry.retries {
+            retry(after: outcome, run, jitter: child.jitter, now, &effects)
+        } else {
+            end(outcome, now, &effects)
+        }
+    }
+
+    /// Why an attempt that ended this way could be tried again; nil when it never is
+    /// (completed, or ended by a cancel, a ttl, a budget, a shutdown or a rule).
+    static func retryReason(_ outcome: Outcome, _ run: Run) -> RetryReason? {
+        switch outcome.reason {
+        case .result, .idle, .stable, .exit, .user, .ttl, .queuedTtl, .circuitBreaker, .shutdown, .spawn, .retry:
+            return nil
+        case .lost:
+            return .lost
+        default:
+            break
+        }
+        if run.rateLimited { return .rateLimit }
+        switch outcome.reason {
+        case .workerError: return outcome.retryable ? .retryable : nil
+        case .exitCode: return .exitCode
+        case .signal: return .signal
+        case .stale: return .stale
+        case .protocol: return .protocol
+        default: return nil
+        }
+    }
+
+    /// Back to pending until the backoff (or the worker's retry-after, whichever is later)
+    /// has passed; then the task queues again at the head of its pool.
+    private mutating func retry(after outcome: Outcome, _ run: Run, jitter: Double, _ now: Moment, _ effects: inout [LifecycleEffect]) {
+        for timer in LifecycleTimer.allCases where armed.contains(timer) { effects.append(.disarm(timer)) }
+        armed = []
+        let delay = max(settings.retry.backoff.delayMs(beforeAttempt: record.attempt + 1, spread: jitter), run.retryAfterMs ?? 0)
+        phase = .pending(since: now.monotonicMs)
+        record.status = .pending
+        record.reason = .retry
+        record.waitingFor = .retry
+        record.error = nil
+        record.pid = nil
+        record.exitCode = nil
+        record.signal = nil
+        effects.append(.attemptEnded(outcome))
+        arm(.retry, at: now.monotonicMs + UInt64(delay), &effects)
     }
 
     static func outcomeFromExit(_ run: Run, raw: Bool, rawOutputTail: String?, limits: ResourceLimits) -> Outcome {

@@ -6,6 +6,8 @@ public struct TaskIdentity: Sendable, Equatable {
     public let id: String
     public let sessionID: String
     public let createdMs: Int64
+    /// Attempts it had already made (a lost one tried again under `retryOn: ["lost"]`).
+    public var attempts: [AttemptRecord] = []
 }
 
 /// What `drover run --resume` finds in its results folder for the rows of its manifest
@@ -54,6 +56,11 @@ struct BatchResume {
                 } else if snapshot.status.isTerminal {
                     continue  // it failed: it runs again, as a new task
                 } else if snapshot.status == .running || recorded.mayHaveStarted {
+                    if let again = retriedIfAllowed(snapshot, entry, supervisor) {
+                        resume.unstarted[entry.line] = again
+                        remains.append(snapshot)
+                        continue
+                    }
                     let lost = FolderRecovery.recordLost(snapshot, in: store)
                     resume.lost[entry.line] = lost
                     remains.append(lost)
@@ -69,6 +76,11 @@ struct BatchResume {
                 guard var snapshot = try? supervisor.plannedRecord(for: request, identity: identity) else { continue }
                 snapshot.status = .running
                 snapshot.attempt = recorded.attempt
+                if let again = retriedIfAllowed(snapshot, entry, supervisor) {
+                    resume.unstarted[entry.line] = again
+                    remains.append(snapshot)
+                    continue
+                }
                 let lost = FolderRecovery.recordLost(snapshot, in: store)
                 resume.lost[entry.line] = lost
                 remains.append(lost)
@@ -78,5 +90,16 @@ struct BatchResume {
         }
         FolderRecovery.killRemains(of: remains)
         return resume
+    }
+
+    /// A row's lost attempt, to be tried again when its retry rule allows `lost`: its
+    /// identity with the attempt recorded. Nil when the row ends error(lost).
+    private static func retriedIfAllowed(_ snapshot: TaskSnapshot, _ entry: ManifestEntry, _ supervisor: Supervisor) -> TaskIdentity? {
+        let policy = supervisor.retryPolicy(of: entry.request)
+        let attempt = max(1, snapshot.attempt)
+        guard policy.retryOn.contains(.lost), attempt <= policy.retries else { return nil }
+        let lost = AttemptRecord(number: attempt, provider: snapshot.provider, model: snapshot.model, startedMs: snapshot.startedMs,
+                                 endedMs: Clock.wallMs(), status: .error, reason: .lost, error: FolderRecovery.lostMessage)
+        return TaskIdentity(id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs, attempts: snapshot.attempts + [lost])
     }
 }

@@ -18,7 +18,8 @@ public struct FolderRecovery {
 
     public static let lostMessage = "the supervisor stopped while it ran"
 
-    public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs()) -> FolderRecovery {
+    /// `retryPolicy` says how a lost task's request may be tried again (`retryOn: ["lost"]`).
+    public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs(), retryPolicy: (TaskRequest) -> RetryPolicy = { _ in .none }) -> FolderRecovery {
         var found = FolderRecovery()
         let journal = Journal(folder: store.folder)
         if journal.unreadableLines > 0 { found.notes.append("events.jsonl: \(journal.unreadableLines) line(s) that are not events were skipped") }
@@ -59,6 +60,11 @@ public struct FolderRecovery {
                 found.pending.append((snapshot, request))
                 continue
             }
+            if started, let request, let again = retryLost(snapshot, policy: retryPolicy(request), in: store, nowMs: nowMs) {
+                found.lost.append(again)
+                found.pending.append((again, request))
+                continue
+            }
             let lost = recordLost(snapshot, in: store, message: started ? lostMessage : "its request could not be read back after a restart", nowMs: nowMs)
             if started { found.lost.append(lost) }
             found.ended.append((lost, request))
@@ -81,6 +87,28 @@ public struct FolderRecovery {
         store.writeTask(lost)
         store.appendEvent(TaskEvent(lost, atMs: nowMs))
         return lost
+    }
+
+    /// A lost attempt whose task may be tried again (`retryOn` has `lost`, attempts remain):
+    /// the attempt is recorded as lost, and the task is pending again (task.json, then its
+    /// journal line). Nil when it may not.
+    public static func retryLost(_ snapshot: TaskSnapshot, policy: RetryPolicy, in store: ResultStore, nowMs: Int64 = Clock.wallMs()) -> TaskSnapshot? {
+        let attempt = max(1, snapshot.attempt)
+        guard policy.retryOn.contains(.lost), attempt <= policy.retries else { return nil }
+        var again = snapshot
+        again.attempt = attempt
+        again.attempts.append(AttemptRecord(number: attempt, provider: snapshot.provider, model: snapshot.model, startedMs: snapshot.startedMs,
+                                            endedMs: nowMs, status: .error, reason: .lost, error: lostMessage))
+        again.status = .pending
+        again.reason = .retry
+        again.waitingFor = .retry
+        again.error = nil
+        again.resultPath = nil
+        try? store.folder.removeFile("tasks/\(snapshot.id)/result.md")
+        store.makeTaskDirectory(snapshot.id)
+        store.writeTask(again)
+        store.appendEvent(TaskEvent(again, atMs: nowMs), afterFiles: true)
+        return again
     }
 
     /// Kills what is left of lost tasks: their process groups (never a process that merely

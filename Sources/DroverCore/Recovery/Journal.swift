@@ -37,8 +37,11 @@ public struct Journal: Sendable {
                 number += 1
                 let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
                 if !line.isEmpty {
-                    if let object = (try? JSONParser.parse(buffer: line))?.objectValue, let event = TaskEvent(json: object) {
+                    let object = (try? JSONParser.parse(buffer: line))?.objectValue
+                    if let object, let event = TaskEvent(json: object) {
                         add(event, line: number)
+                    } else if let object, PoolEvent(json: object) != nil {
+                        // A pool's line: nothing to recover from it.
                     } else {
                         unreadableLines += 1
                     }
