@@ -227,18 +227,21 @@ def daemon_scenario():
     completed_not_once = [t for t, r in records.items() if r["status"] == "completed" and side_log[t] != 1]
     other_ends = collections.Counter(f"{r['status']}({r['reason']})" for r in records.values()
                                      if (r["status"], r["reason"]) not in {("completed", "exit"), ("error", "lost")})
+    # A kill between a launch's task.json and its pending line leaves a journal that starts later.
+    no_pending = sum(1 for lines in by_task.values() if lines[0]["status"] != "pending")
     left = leftovers(set(tasks), set(wardens))
     subprocess.run([drover, "shutdown", "--no-autostart", "--state-dir", state], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     print(f"daemon (seed {seed}): {len(records)} tasks, {kills} kills, {len(acknowledged)} acknowledged launches "
           f"({len(set(records) - set(acknowledged))} more recorded without an answer, {refused[0]} refused as the daemon died, "
-          f"{len(unexpected)} refused otherwise); wait --all exited {waited.returncode} after {seconds:.1f} s")
+          f"{len(unexpected)} refused otherwise); wait --all exited {waited.returncode}; {seconds:.1f} s in all")
     print(f"  duplicates (an id twice in the side log): {sum(1 for n in side_log.values() if n > 1)}")
     print(f"  double ends: {double}   missing ends: {missing}   ends disagreeing with task.json: {disagree}   task.json not terminal: {open_files}")
     print(f"  lost acknowledged launches: {len(lost_acks)}")
     print(f"  tasks ended lost: {sum(1 for r in records.values() if r['reason'] == 'lost')}   completed: "
           f"{sum(1 for r in records.values() if r['status'] == 'completed')}   completed but not once in the side log: {len(completed_not_once)}"
           + (f"   other ends: {dict(other_ends)}" if other_ends else ""))
-    print(f"  cut or unparsable JSON lines: {bad_lines + bad_journal}   *.tmp left: {tmp}   processes left: {len(left)}")
+    print(f"  cut or unparsable JSON lines: {bad_lines + bad_journal}   *.tmp left: {tmp}   processes left: {len(left)}   "
+          f"journals without their pending line: {no_pending}")
 
 
 def batch_scenario():

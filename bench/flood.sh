@@ -7,18 +7,22 @@
 # With --base WORKTREE (a worktree of an older commit, e.g.
 # `git worktree add ../wt-base 73a4aa2`), that tree is built in release too and measured the
 # same way, for comparison.
-# Rerunnable: bash bench/flood.sh [--base WORKTREE] [--tasks N (200)] [--floods N (4)]
+# Rerunnable: bash bench/flood.sh [--base WORKTREE] [--tasks N (200)] [--floods N (4)] [--settle S (30)]
 # Every flood writes about 2 GB (transcript and session file): the folders are deleted after
-# each measurement, and the script stops first if the disk has too little room.
+# each measurement, and the script stops first if the disk has too little room. After each
+# delete it waits --settle seconds: on this `discard`-mounted disk, syncs right after
+# deleting gigabytes stall for hundreds of ms (BENCHMARKS.md), which would be measured as
+# latency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base=""; tasks=200; floods=4
+base=""; tasks=200; floods=4; settle=30
 while [ $# -gt 0 ]; do
   case $1 in
     --base) base=$2; shift 2 ;;
     --tasks) tasks=$2; shift 2 ;;
     --floods) floods=$2; shift 2 ;;
-    *) echo "usage: bash bench/flood.sh [--base WORKTREE] [--tasks N] [--floods N]" >&2; exit 2 ;;
+    --settle) settle=$2; shift 2 ;;
+    *) echo "usage: bash bench/flood.sh [--base WORKTREE] [--tasks N] [--floods N] [--settle S]" >&2; exit 2 ;;
   esac
 done
 swift build -c release >/dev/null
@@ -69,6 +73,8 @@ stop_daemon() {
   timeout 60 "$drover" shutdown --state-dir "$state" --no-autostart >/dev/null 2>&1 || true
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
   rm -rf "$state"
+  sync
+  sleep "$settle"
 }
 
 peak_memory() {  # drover label
@@ -95,8 +101,8 @@ peak_memory() {  # drover label
   sleep 0.3
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; sampler=""
   local bytes
-  bytes=$(du -sb "$state/tasks" | cut -f1)
-  printf "  %-28s peak RSS (VmHWM) %6d MiB, highest VmRSS sampled %6d MiB; 3 floods in %.1f s, %.1f GB of task files\n" \
+  bytes=$(du -sb "$state" | cut -f1)
+  printf "  %-28s peak RSS (VmHWM) %6d MiB, highest VmRSS sampled %6d MiB; 3 floods in %.1f s, %.1f GB written\n" \
     "$label" $(( $(cat "$work/hwm") / 1024 )) $(( $(cat "$work/peak-rss") / 1024 )) \
     "$(awk -v ns=$((ended - started)) 'BEGIN { print ns / 1e9 }')" "$(awk -v b="$bytes" 'BEGIN { print b / 1e9 }')"
   stop_daemon "$drover" "$state"

@@ -136,7 +136,7 @@ import Testing
             let end = reap(pid)
             reaped = true
             guard end.killedBySIGKILL else {
-                // It finished before the kill; the last run below must then have nothing left to do.
+                // It ended before its kill point: the next run tries again, within the bound above.
                 try #require(end.exitStatus <= 1, "drover run exited \(end.exitStatus): \(readText(output + ".err").suffix(2000))")
                 continue
             }
@@ -158,8 +158,8 @@ import Testing
         // Each row is one task, ended once: a row that may have run is never run again.
         var tasksOfLine: [Int: [String]] = [:]
         for id in journal.order {
-            guard let line = journal.tasks[id]?.manifestLine else {
-                problems.append("\(id): its first journal line has no manifest_line")
+            guard let line = journal.tasks[id]?.manifestLine, journal.tasks[id]?.manifestRow != nil else {
+                problems.append("\(id): its first journal line lacks manifest_line or manifest_row")
                 continue
             }
             tasksOfLine[line, default: []].append(id)
@@ -297,7 +297,9 @@ struct TaskFolder {
 struct JournalTasks {
     struct Task {
         var states: [(status: String, reason: String)] = []
+        /// A batch row's identity, from the task's first line.
         var manifestLine: Int?
+        var manifestRow: String?
         var ends: Int { states.filter { isTerminal($0.status) }.count }
         /// Its last line says it started: it may have been running when the supervisor died.
         var hasStartedAndNotEnded: Bool { states.last?.status == "running" }
@@ -318,7 +320,7 @@ struct JournalTasks {
             }
             if tasks[id] == nil {
                 order.append(id)
-                tasks[id] = Task(manifestLine: line["manifest_line"]?.intValue)
+                tasks[id] = Task(manifestLine: line["manifest_line"]?.intValue, manifestRow: line["manifest_row"]?.stringValue)
             }
             tasks[id]!.states.append((status, line["reason"]?.stringValue ?? "none"))
         }
@@ -427,8 +429,8 @@ private func summaryAgrees(_ results: String, rowCount: Int, tasksOfLine: [Int: 
 
 /// One expectation for all problems, the first few spelt out, with the seed to replay them.
 private func report(_ problems: [String], seed: UInt64, sourceLocation: SourceLocation = #_sourceLocation) {
-    let none = problems.isEmpty
-    #expect(none, "\(problems.count) problem(s) (seed \(seed)):\n\(problems.prefix(15).joined(separator: "\n"))", sourceLocation: sourceLocation)
+    let promisesHeld = problems.isEmpty
+    #expect(promisesHeld, "\(problems.count) problem(s) (seed \(seed)):\n\(problems.prefix(15).joined(separator: "\n"))", sourceLocation: sourceLocation)
 }
 
 // MARK: processes and randomness
