@@ -271,11 +271,14 @@ def batch_scenario():
             break  # it finished first: nothing is left to resume
         real_kills += 1
         done_at_kills.append(sum(side_counts(side).values()))
+        # Running: started by the journal, and no terminal task.json (one whose end is on disk
+        # but not yet in the journal had ended).
         by_task, _ = journal(results)
+        records = task_files(results)
         for task_id, lines in by_task.items():
-            if lines[-1]["status"] == "running":
+            if lines[-1]["status"] == "running" and not (records.get(task_id) or {}).get("status") in TERMINAL:
                 running_at_kill.setdefault(task_id, real_kills)
-        for task_id, record in task_files(results).items():
+        for task_id, record in records.items():
             if record and record["status"] == "running":
                 running_at_kill.setdefault(task_id, real_kills)
     last = subprocess.run(argv + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=max(60, DEADLINE - time.monotonic()))

@@ -84,6 +84,7 @@ import Testing
             without an answer, \(launches.refusedCount) refused as the daemon died, \
             \(ended.values.filter { $0.status == "completed" }.count) completed, \(lost) ended lost; side log \(side.ids.count) lines, \
             \(side.duplicates.count) duplicates, \(journal.tasks.values.filter { $0.ends > 1 }.count) double ends, \
+            \(ended.keys.filter { (journal.tasks[$0]?.ends ?? 0) == 0 }.count) ends missing from the journal, \
             \(acknowledged.filter { tasks[$0]?.record == nil }.count) acknowledged launches lost
             """)
 
@@ -142,8 +143,13 @@ import Testing
             }
             kills += 1
             rowsDoneAtKills.append(SideLog(side).ids.count)
-            for (id, task) in JournalTasks(results + "/events.jsonl").tasks where task.hasStartedAndNotEnded { runningAtKill[id] = runningAtKill[id] ?? kills }
-            for (id, task) in try TaskFolder.readAll(results) where task.record?.status == "running" { runningAtKill[id] = runningAtKill[id] ?? kills }
+            // Running: started by the journal, and no terminal task.json (one that has its end
+            // on disk but not yet in the journal had ended).
+            let files = try TaskFolder.readAll(results)
+            for (id, task) in JournalTasks(results + "/events.jsonl").tasks where task.hasStartedAndNotEnded {
+                if !(files[id]?.record.map { isTerminal($0.status) } ?? false) { runningAtKill[id] = runningAtKill[id] ?? kills }
+            }
+            for (id, task) in files where task.record?.status == "running" { runningAtKill[id] = runningAtKill[id] ?? kills }
         }
         let last = try runDrover(arguments + ["--resume"], in: folder)
         try #require(last.status == 0 || last.status == 1, "the last run exited \(last.status): \(last.stderr)")
@@ -155,6 +161,12 @@ import Testing
         problems += endsAgree(tasks, journal)
         problems += sideEffectsAgree(tasks, sideLog)
         problems += filesAreWhole(results)
+        for (id, kill) in runningAtKill.sorted(by: { $0.key < $1.key }) {
+            let record = tasks[id]?.record
+            if record?.status != "error" || record?.reason != "lost" {
+                problems.append("\(id) was running at kill \(kill) and ended \(record.map { "\($0.status)(\($0.reason))" } ?? "without task.json"), not error(lost)")
+            }
+        }
         // Each row is one task, ended once: a row that may have run is never run again.
         var tasksOfLine: [Int: [String]] = [:]
         for id in journal.order {
@@ -175,12 +187,6 @@ import Testing
                 problems.append("line \(line): \(endings) is not terminal")
             }
         }
-        for (id, kill) in runningAtKill.sorted(by: { $0.key < $1.key }) {
-            let record = tasks[id]?.record
-            if record?.status != "error" || record?.reason != "lost" {
-                problems.append("\(id) was running at kill \(kill) and ended \(record.map { "\($0.status)(\($0.reason))" } ?? "without task.json"), not error(lost)")
-            }
-        }
         problems += summaryAgrees(results, rowCount: rowCount, tasksOfLine: tasksOfLine, tasks: tasks, exitStatus: last.status)
         report(problems, seed: seed)
 
@@ -190,6 +196,7 @@ import Testing
             \(ended.count) tasks, \(ended.values.filter { $0.status == "completed" }.count) completed, \
             \(ended.values.filter { $0.reason == "lost" }.count) ended lost, \(runningAtKill.count) running at a kill; side log \
             \(sideLog.ids.count) lines, \(sideLog.duplicates.count) duplicates, \(journal.tasks.values.filter { $0.ends > 1 }.count) double ends, \
+            \(ended.keys.filter { (journal.tasks[$0]?.ends ?? 0) == 0 }.count) ends missing from the journal, \
             \(tasksOfLine.values.filter { $0.count > 1 }.count) rows run again
             """)
 
