@@ -130,7 +130,7 @@ struct FaultCheck {
 
     // MARK: 2. slots
 
-    private func slotsCameBack() throws {
+    func slotsCameBack() throws {
         let stats = try daemon.stats()
         check(stats["running"]?.intValue == 0 && stats["pending"]?.intValue == 0 && stats["slots_in_use"]?.intValue == 0,
               "slots still in use once every task ended: \(JSONWriter.string(.object(stats)))")
@@ -142,7 +142,7 @@ struct FaultCheck {
 
     // MARK: 3. processes
 
-    private func nothingSurvives() {
+    func nothingSurvives() {
         guard let supervisor = daemon.pid else { return check(false, "no daemon pid in daemon.lock") }
         let ids = Set(expected.keys)
         let workers = expected.keys.compactMap { (try? daemon.task($0))?["pid"]?.intValue.map { Int32($0) } }
@@ -242,8 +242,7 @@ struct FaultCheck {
                       "\(id): last event \(JSONWriter.string(.object(last))) disagrees with \(expectation.status)(\(expectation.reason))")
             }
         }
-        var leftovers: [String] = []
-        findTemporaryFiles(state, into: &leftovers)
+        let leftovers = temporaryFiles(under: state)
         check(leftovers.isEmpty, "temporary files left: \(leftovers)")
         if FileSystem.exists(state + "/summary.json") {
             check((try? readJSON(state + "/summary.json")) != nil, "summary.json does not parse")
@@ -253,39 +252,46 @@ struct FaultCheck {
     /// The JSON objects of a JSON-lines file; a line that is not one, or a last line without
     /// its newline, fails the check.
     private func lineObjects(_ path: String, _ name: String) -> [JSONObject] {
-        guard let bytes = try? FileSystem.read(path) else {
-            check(false, "\(name): cannot read \(path)")
-            return []
-        }
-        if let last = bytes.last { check(last == 0x0A, "\(name): the last line is cut (no newline at the end)") }
-        // Split with memchr and parsed in place: the flood leaves 200 MB of lines to read.
-        var objects: [JSONObject] = []
-        var problems: [String] = []
-        bytes.withUnsafeBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            var start = 0
-            var number = 0
-            while start < buffer.count, let newline = memchr(base + start, 0x0A, buffer.count - start) {
-                let end = UnsafePointer<UInt8>(newline.assumingMemoryBound(to: UInt8.self)) - base
-                let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
-                number += 1
-                if let object = (try? JSONParser.parse(buffer: line))?.objectValue {
-                    objects.append(object)
-                } else {
-                    problems.append("\(name): line \(number) does not parse: \(String(decoding: line.prefix(200), as: UTF8.self))")
-                }
-                start = end + 1
-            }
-        }
-        for problem in problems.prefix(5) { check(false, problem) }
+        let (objects, problems) = readJSONLines(path)
+        for problem in problems.prefix(5) { check(false, "\(name): \(problem)") }
         return objects
     }
+}
 
-    private func findTemporaryFiles(_ path: String, into found: inout [String]) {
-        for name in FileSystem.list(path) {
-            let full = path + "/" + name
-            if name.hasSuffix(".tmp") { found.append(full) }
-            if FileSystem.isDirectory(full) { findTemporaryFiles(full, into: &found) }
+/// The JSON objects of a JSON-lines file, and what is wrong with it: a line that is not an
+/// object, a last line without its newline, or a file that cannot be read.
+func readJSONLines(_ path: String) -> (objects: [JSONObject], problems: [String]) {
+    guard let bytes = try? FileSystem.read(path) else { return ([], ["cannot read \(path)"]) }
+    var objects: [JSONObject] = []
+    var problems: [String] = []
+    if let last = bytes.last, last != 0x0A { problems.append("the last line is cut (no newline at the end)") }
+    // Split with memchr and parsed in place: the flood leaves 200 MB of lines to read.
+    bytes.withUnsafeBufferPointer { buffer in
+        guard let base = buffer.baseAddress else { return }
+        var start = 0
+        var number = 0
+        while start < buffer.count, let newline = memchr(base + start, 0x0A, buffer.count - start) {
+            let end = UnsafePointer<UInt8>(newline.assumingMemoryBound(to: UInt8.self)) - base
+            let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
+            number += 1
+            if let object = (try? JSONParser.parse(buffer: line))?.objectValue {
+                objects.append(object)
+            } else {
+                problems.append("line \(number) does not parse: \(String(decoding: line.prefix(200), as: UTF8.self))")
+            }
+            start = end + 1
         }
     }
+    return (objects, problems)
+}
+
+/// Every `*.tmp` under `path`: a write that was cut short and never cleaned up.
+func temporaryFiles(under path: String) -> [String] {
+    var found: [String] = []
+    for name in FileSystem.list(path) {
+        let full = path + "/" + name
+        if name.hasSuffix(".tmp") { found.append(full) }
+        if FileSystem.isDirectory(full) { found += temporaryFiles(under: full) }
+    }
+    return found
 }
