@@ -147,10 +147,12 @@ public final class Supervisor {
             base = try plan(request, id: id, sessionID: sessionID, createdMs: createdMs, base: nil).record
             base!.attempts = identity.attempts
             base!.attempt = identity.attempts.map(\.number).max() ?? 0
+            base!.reason = .retry
         }
         let task = try makeTask(request, id: id, sessionID: sessionID, createdMs: createdMs, base: base, journalTags: journalTags)
         if identity != nil { task.hasFolder = FileSystem.isDirectory(store.taskDirectory(id)) }
-        persist(task, writingTaskFile: policy.recordsQueuedTasks)
+        // A task queued again under its old identity has its pending line already.
+        persist(task, writingTaskFile: policy.recordsQueuedTasks, journaling: identity == nil || base != nil)
         guard policy.recordsQueuedTasks else {
             admit(task)
             whenRecorded?(nil)
@@ -583,7 +585,7 @@ public final class Supervisor {
     }
 
     /// Records a new task: its journal line, and its folder and task.json when `writingTaskFile`.
-    private func persist(_ task: TaskDriver, writingTaskFile: Bool) {
+    private func persist(_ task: TaskDriver, writingTaskFile: Bool, journaling: Bool = true) {
         let record = task.record
         if writingTaskFile {
             store.makeTaskDirectory(record.id)
@@ -592,7 +594,7 @@ public final class Supervisor {
         }
         // With its task.json, the line follows the file: a pending line in the journal then
         // always has its task.json, from which a restart can queue it again.
-        store.appendEvent(TaskEvent(record, atMs: record.createdMs, tags: task.journalTags), afterFiles: writingTaskFile)
+        if journaling { store.appendEvent(TaskEvent(record, atMs: record.createdMs, tags: task.journalTags), afterFiles: writingTaskFile) }
         store.whenDurable { [weak self, weak task] in
             guard let self, let task, task.published == nil else { return }
             self.publish(task, record)

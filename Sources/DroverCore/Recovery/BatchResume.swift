@@ -51,8 +51,14 @@ struct BatchResume {
                 continue
             }
             if let snapshot = records[id] {
+                if snapshot.status.isTerminal && recorded.ends == 0 {
+                    // It ended, and the kill came before its journal line: the line follows the file.
+                    store.appendEvent(TaskEvent(snapshot, atMs: snapshot.endedMs ?? Clock.wallMs()))
+                }
                 if snapshot.status == .completed {
                     resume.completed[entry.line] = snapshot
+                } else if snapshot.reason == .lost {
+                    resume.lost[entry.line] = snapshot  // lost in an earlier run: never run again
                 } else if snapshot.status.isTerminal {
                     continue  // it failed: it runs again, as a new task
                 } else if snapshot.status == .running || recorded.mayHaveStarted {
