@@ -17,7 +17,7 @@ swiftc "${flags[@]}" -I "$build" -L "$build" -lDroverWire fuzz/JSONParserFuzz.sw
 # The config reader is plain Swift over the wire module; compile its files into the target.
 swiftc "${flags[@]}" -I "$build" -L "$build" -lDroverWire -module-name ConfigFuzz \
   Sources/DroverCore/Config.swift Sources/DroverCore/ConfigLoader.swift Sources/DroverCore/FileSystem.swift \
-  Sources/DroverCore/SlotPools.swift fuzz/ConfigFuzz.swift -o "$build/fuzz-config" 2>&1 | grep -v "Cannot export local symbol" || true
+  Sources/DroverCore/SlotPools.swift Sources/DroverCore/RetryPolicy.swift Sources/DroverCore/FieldReader.swift fuzz/ConfigFuzz.swift -o "$build/fuzz-config" 2>&1 | grep -v "Cannot export local symbol" || true
 
 # Inputs up to 1 MiB: big objects and arrays are where quadratic work hides.
 for target in frames json config; do
