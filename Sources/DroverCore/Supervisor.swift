@@ -86,7 +86,11 @@ public final class Supervisor {
         store.onDrained = { [weak self] id in self?.tasks[id]?.outputDrained() }
     }
 
-    func now() -> Moment { Moment(monotonicMs: loop.nowMs, wallMs: Clock.wallMs()) }
+    /// The loop's time brought up to date, so timers armed now and times recorded now agree.
+    func now() -> Moment {
+        loop.refreshTime()
+        return Moment(monotonicMs: loop.nowMs, wallMs: Clock.wallMs())
+    }
 
     // MARK: queries
 
