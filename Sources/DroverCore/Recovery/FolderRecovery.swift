@@ -56,6 +56,9 @@ public struct FolderRecovery {
                 continue
             }
             let started = snapshot.status == .running || inJournal?.mayHaveStarted == true
+            var snapshot = snapshot
+            // The journal knows of an attempt that started before its task.json was rewritten.
+            if let recorded = inJournal { snapshot.attempt = max(snapshot.attempt, recorded.attempt) }
             if !started, let request {
                 found.pending.append((snapshot, request))
                 continue
@@ -107,7 +110,10 @@ public struct FolderRecovery {
         try? store.folder.removeFile("tasks/\(snapshot.id)/result.md")
         store.makeTaskDirectory(snapshot.id)
         store.writeTask(again)
-        store.appendEvent(TaskEvent(again, atMs: nowMs), afterFiles: true)
+        // Before the lines of its next start, which can come in the same batch. Should a crash
+        // come between this line and task.json, the old task.json still says running: the
+        // next recovery finds the same loss and counts it once.
+        store.appendEvent(TaskEvent(again, atMs: nowMs))
         return again
     }
 
