@@ -26,6 +26,8 @@ final class MockAgent {
     private var ignoringTerm = false
     private var sentResult = false
     private var lastMessage: String?
+    /// The attempt this run is (the start frame's `attempt`, 1-based; 1 when absent).
+    private var attempt = 1
 
     func run() {
         send(["type": "hello", "protocol": 1, "worker": "drover-mock-agent", "version": "1"])
@@ -33,6 +35,7 @@ final class MockAgent {
         let start = self.start!
         let agent = start["agent"]?.stringValue ?? "mock"
         let prompt = start["prompt"]?.stringValue ?? ""
+        if let number = start["attempt"]?.intValue, number >= 1 { attempt = number }
         if start["resume"]?.boolValue == true {
             let session = start["session_id"]?.stringValue ?? "?"
             let earlier = countMessages(inTranscript: start["transcript_path"]?.stringValue)
@@ -163,9 +166,41 @@ final class MockAgent {
         case "await-prompt":
             while prompts.isEmpty { pump(timeoutMs: -1) }
             message(prompts.removeFirst())
+        case "fail-attempts":
+            // `@fail-attempts N [D]`: attempts 1..N are refused as by a rate limit.
+            let parts = argument.split(separator: " ").map(String.init)
+            guard (1...2).contains(parts.count), let failing = Int(parts[0]), failing >= 0 else { fail("usage: @fail-attempts N [D]") }
+            let retryAfter = parts.count == 2 ? duration(parts[1], line) : nil
+            guard attempt <= failing else { break }
+            rateLimit(retryAfterMs: retryAfter, message: "mock rate limit on attempt \(attempt) of \(failing) failing")
+            send(["type": "error", "message": .string("rate limited on attempt \(attempt) (fails attempts 1 to \(failing))"), "retryable": true])
+            exit(1)
+        case "rate-limit":
+            rateLimit(retryAfterMs: argument.isEmpty ? nil : duration(argument, line), message: "mock rate limit")
+        case "usage":
+            let parts = argument.split(separator: " ").map(String.init)
+            guard (2...3).contains(parts.count), let input = Int(parts[0]), let output = Int(parts[1]), input >= 0, output >= 0 else {
+                fail("usage: @usage IN OUT [COST]")
+            }
+            var frame: JSONObject = ["type": "usage", "input_tokens": .number(Double(input)), "output_tokens": .number(Double(output))]
+            if parts.count == 3 {
+                guard let cost = Double(parts[2]), cost.isFinite, cost >= 0 else { fail("bad cost in \(line)") }
+                frame["cost_usd"] = .number(cost)
+            }
+            send(frame)
+        case "attempt":
+            message("attempt \(attempt)")
         default:
             fail("unknown directive \(line)")
         }
+    }
+
+    private func rateLimit(retryAfterMs: Int?, message: String) {
+        var frame: JSONObject = ["type": "rate_limit"]
+        if let retryAfterMs { frame["retry_after_ms"] = .number(Double(retryAfterMs)) }
+        frame["scope"] = "provider"
+        frame["message"] = .string(message)
+        send(frame)
     }
 
     private func duration(_ text: String, _ line: String) -> Int {

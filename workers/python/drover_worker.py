@@ -23,6 +23,7 @@ UTF-8 JSON, an object with a string `type`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -281,6 +282,8 @@ class Task:
         self.resume = start.get("resume") is True
         self.transcript_path = start.get("transcript_path") if isinstance(start.get("transcript_path"), str) else None
         self.workdir = _text(start.get("workdir"))
+        #: Which attempt at the task this run is (1-based; drover retries retryable failures).
+        self.attempt = _attempt_number(start.get("attempt"))
         deadline_ms = start.get("deadline_ms")
         self.deadline = deadline_ms / 1000.0 if isinstance(deadline_ms, (int, float)) and not isinstance(deadline_ms, bool) else None
         #: Set on a `cancel` frame, SIGTERM, or the end of stdin (drover decided the task or left).
@@ -336,6 +339,38 @@ class Task:
     def error(self, message: str, retryable: bool = False) -> bool:
         self.finished = True
         return self.send({"type": "error", "message": str(message), "retryable": bool(retryable)})
+
+    def rate_limited(self, retry_after=None, scope="provider", message=None) -> bool:
+        """Tells drover the provider refused for a rate or quota limit, so that it cools the
+        task's pool down (`scope` "provider", or "model" for this model's pool only) for
+        `retry_after` seconds (a float is fine; None: drover's own backoff). The task goes on:
+        retry yourself, or end it, e.g. with `error(..., retryable=True)`."""
+        if scope not in ("provider", "model"):
+            raise ValueError("scope must be 'provider' or 'model', got %r" % (scope,))
+        frame = {"type": "rate_limit"}
+        if retry_after is not None:
+            frame["retry_after_ms"] = _milliseconds("retry_after", retry_after)
+        frame["scope"] = scope
+        if message is not None:
+            frame["message"] = str(message)
+        return self.send(frame)
+
+    def usage(self, input_tokens, output_tokens, cache_read_tokens=None, cache_write_tokens=None, cost_usd=None, model=None) -> bool:
+        """Reports this attempt's token usage so far: totals, not increments (drover keeps the
+        latest). `cost_usd` is in US dollars; without it drover prices the tokens from its
+        config. Bad figures raise ValueError here rather than reaching drover."""
+        frame = {"type": "usage", "input_tokens": _count("input_tokens", input_tokens), "output_tokens": _count("output_tokens", output_tokens)}
+        if cache_read_tokens is not None:
+            frame["cache_read_tokens"] = _count("cache_read_tokens", cache_read_tokens)
+        if cache_write_tokens is not None:
+            frame["cache_write_tokens"] = _count("cache_write_tokens", cache_write_tokens)
+        if cost_usd is not None:
+            if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)) or not math.isfinite(cost_usd) or cost_usd < 0:
+                raise ValueError("cost_usd must be a finite number of 0 or more, got %r" % (cost_usd,))
+            frame["cost_usd"] = cost_usd
+        if model is not None:
+            frame["model"] = str(model)
+        return self.send(frame)
 
     @property
     def seconds_since_last_frame(self) -> float:
@@ -436,6 +471,27 @@ class Task:
 
 def _text(value) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _attempt_number(value) -> int:
+    """The start frame's `attempt`: a whole number from 1; 1 when absent (an older drover)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1 or value != int(value):
+        return 1
+    return int(value)
+
+
+def _count(name, value) -> int:
+    """A token count for a frame: a whole number of 0 or more (drover refuses anything else)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value != int(value):
+        raise ValueError("%s must be a whole number of 0 or more, got %r" % (name, value))
+    return int(value)
+
+
+def _milliseconds(name, seconds) -> int:
+    """Seconds as whole milliseconds, rounded up (never sooner than asked); negative is 0."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise ValueError("%s must be a finite number of seconds, got %r" % (name, seconds))
+    return max(0, int(math.ceil(seconds * 1000 - 1e-6)))
 
 
 def _call_quietly(callback):

@@ -112,6 +112,87 @@ drover_worker.run(handle)
         self.assertEqual(worker.until("error")[-1], {"type": "error", "message": "rate limited", "retryable": True})
         self.assertEqual(worker.finish()[0], 1)
 
+    def test_attempt_rate_limits_and_usage(self):
+        worker = Driver.python("""
+def handle(task):
+    task.message("attempt %d" % task.attempt)
+    task.rate_limited()
+    task.rate_limited(retry_after=1.25, scope="model", message="429 from the API")
+    task.rate_limited(retry_after=0.3)
+    task.rate_limited(retry_after=-2)
+    task.usage(1200, 340)
+    task.usage(2500, 610, cache_read_tokens=9000, cache_write_tokens=0, cost_usd=0.0185, model="m-1")
+    task.error("rate limited", retryable=True)
+drover_worker.run(handle)
+""")
+        worker.send(start_frame(attempt=3))
+        frames = worker.until("error")
+        self.assertEqual(worker.finish()[0], 0)
+        self.assertEqual(frames, [
+            {"type": "message", "role": "assistant", "text": "attempt 3"},
+            {"type": "rate_limit", "scope": "provider"},
+            {"type": "rate_limit", "retry_after_ms": 1250, "scope": "model", "message": "429 from the API"},
+            {"type": "rate_limit", "retry_after_ms": 300, "scope": "provider"},
+            {"type": "rate_limit", "retry_after_ms": 0, "scope": "provider"},
+            {"type": "usage", "input_tokens": 1200, "output_tokens": 340},
+            {"type": "usage", "input_tokens": 2500, "output_tokens": 610, "cache_read_tokens": 9000, "cache_write_tokens": 0,
+             "cost_usd": 0.0185, "model": "m-1"},
+            {"type": "error", "message": "rate limited", "retryable": True},
+        ])
+
+    def test_the_attempt_is_1_unless_drover_names_a_whole_number_from_1(self):
+        cases = [({}, "1"), ({"attempt": None}, "1"), ({"attempt": 0}, "1"), ({"attempt": "2"}, "1"), ({"attempt": 1.5}, "1"),
+                 ({"attempt": True}, "1"), ({"attempt": 2.0}, "2"), ({"attempt": 7}, "7")]
+        for fields, expected in cases:
+            with self.subTest(fields=fields):
+                worker = Driver.python("drover_worker.run(lambda task: repr(task.attempt))")
+                start = start_frame()
+                start.pop("attempt", None)
+                start.update(fields)
+                worker.send(start)
+                self.assertEqual(worker.until("result")[-1]["text"], expected)
+                self.assertEqual(worker.finish()[0], 0)
+
+    def test_bad_figures_are_refused_before_they_reach_drover(self):
+        worker = Driver.python("""
+def handle(task):
+    bad = [
+        lambda: task.rate_limited(scope="account"),
+        lambda: task.rate_limited(retry_after="soon"),
+        lambda: task.rate_limited(retry_after=float("nan")),
+        lambda: task.usage(-1, 0),
+        lambda: task.usage(1.5, 0),
+        lambda: task.usage(True, 0),
+        lambda: task.usage(1, 2, cache_read_tokens="3"),
+        lambda: task.usage(1, 2, cost_usd=-0.1),
+        lambda: task.usage(1, 2, cost_usd=float("inf")),
+    ]
+    messages = []
+    for call in bad:
+        try:
+            call()
+            messages.append("accepted")
+        except ValueError as error:
+            messages.append(str(error))
+    return "\\n".join(messages)
+drover_worker.run(handle)
+""")
+        worker.send(start_frame())
+        frames = worker.until("result")
+        worker.finish()
+        self.assertEqual([frame["type"] for frame in frames], ["result"], "nothing was sent for the bad calls")
+        self.assertEqual(frames[-1]["text"].split("\n"), [
+            "scope must be 'provider' or 'model', got 'account'",
+            "retry_after must be a finite number of seconds, got 'soon'",
+            "retry_after must be a finite number of seconds, got nan",
+            "input_tokens must be a whole number of 0 or more, got -1",
+            "input_tokens must be a whole number of 0 or more, got 1.5",
+            "input_tokens must be a whole number of 0 or more, got True",
+            "cache_read_tokens must be a whole number of 0 or more, got '3'",
+            "cost_usd must be a finite number of 0 or more, got -0.1",
+            "cost_usd must be a finite number of 0 or more, got inf",
+        ])
+
     def test_follow_up_prompts_reach_the_handler(self):
         worker = Driver.python("""
 def handle(task):
