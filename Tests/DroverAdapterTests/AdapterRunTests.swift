@@ -36,6 +36,21 @@ import Testing
         }
         #expect(tasks[1]?.resultData?["cost_usd"] == .number(0.0423))
         #expect(tasks[2]?.resultData?["cost_usd"] == .number(0.0262))
+        // What each CLI reported of its usage reached drover as `usage` frames, in drover's terms
+        // (input without cached tokens), the last one before the result holding the totals.
+        let usage: [JSONObject] = [
+            ["type": "usage", "input_tokens": 12, "output_tokens": 402, "cache_read_tokens": 35862, "cache_write_tokens": 6021,
+             "cost_usd": 0.0423, "model": "claude-sonnet-4-5-20250929"],
+            ["type": "usage", "input_tokens": 24, "output_tokens": 190, "cache_read_tokens": 39310, "cache_write_tokens": 3560, "cost_usd": 0.0262],
+            ["type": "usage", "input_tokens": 315, "output_tokens": 122, "cache_read_tokens": 24448, "cache_write_tokens": 0],
+        ]
+        for (line, want) in usage.enumerated() {
+            let frames = try f.transcript(try #require(tasks[line + 1])).filter { $0["dir"] == "in" }
+            let last = frames.lastIndex { $0["type"] == "usage" }
+            #expect(last.map { frames[$0].frameOnly } == want, "line \(line + 1): \(frames.ofType("usage"))")
+            #expect(last.map { $0 < frames.count - 1 && frames[frames.count - 1]["type"] == "result" } == true, "usage comes before the result")
+        }
+        #expect(try f.transcript(try #require(tasks[2])).ofType("usage").count == 3, "opencode: one a step")
         // What each CLI was given: its stream flags, the prompt where it reads it, the task's folder.
         let runs = f.cliRuns()
         #expect(runs.count == 3)
@@ -83,6 +98,51 @@ import Testing
             #expect(task.errorText.hasSuffix("(retryable)"), "\(task.errorText)")
         }
         #expect(tasks[1]?.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") == true)
+        // Each told drover of the limit before it ended, with the wait the line gave.
+        let waits: [[Int?]] = [[1100, nil], [17000], [nil]]
+        for (line, want) in waits.enumerated() {
+            let frames = try f.transcript(try #require(tasks[line + 1])).filter { $0["dir"] == "in" }
+            let limits = frames.ofType("rate_limit")
+            #expect(limits.map { $0["retry_after_ms"]?.intValue } == want, "line \(line + 1): \(limits)")
+            #expect(limits.allSatisfy { $0["scope"] == "provider" && $0["message"]?.stringValue?.isEmpty == false })
+            let end = frames.lastIndex { $0["type"] == "error" }
+            #expect(end == frames.count - 1 && frames[end!]["retryable"] == true)
+            #expect(frames.lastIndex { $0["type"] == "rate_limit" }! < end!, "the limit is told before the end")
+        }
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
+    /// The CLI retries by itself only as often as the adapter lets it, so that drover's backoff,
+    /// shared by the whole pool, governs: CLAUDE_CODE_MAX_RETRIES is 1 unless the agent says
+    /// otherwise (`--cli-retries`, or the variable in its environment).
+    @Test func claudeRetriesLittleByItselfAndItsLimitsReachDrover() throws {
+        let f = try AdapterFixture(extraAgents: """
+            "claude-retries-4": { "command": ["drover-adapter", "claude", "--program", "{stand_in}", "--cli-retries", "4"],
+                                  "provider": "anthropic", "env": { "FAKE_CLI_LOG": "{cli_log}" } },
+            "claude-env-9": { "command": ["drover-adapter", "claude", "--program", "{stand_in}"],
+                              "provider": "anthropic", "env": { "FAKE_CLI_LOG": "{cli_log}", "CLAUDE_CODE_MAX_RETRIES": "9" } }
+            """)
+        let (_, tasks) = try f.run([
+            ("fake-claude", "fake: replay=rate-limit-one-retry exit=1"),
+            ("claude-retries-4", "fake: replay=success"),
+            ("claude-env-9", "fake: replay=success"),
+            ("fake-codex", "fake: replay=success"),
+            ("fake-claude", "fake: replay=usage-limit exit=1"),
+        ])
+        let byAgent = f.cliRuns().map { ($0["cli"]?.stringValue ?? "", $0["max_retries"]?.stringValue) }
+        #expect(byAgent.filter { $0.0 == "claude" }.compactMap(\.1).sorted() == ["1", "1", "4", "9"], "\(byAgent)")
+        #expect(byAgent.filter { $0.0 == "codex" }.allSatisfy { $0.1 == nil }, "only Claude Code is told")
+
+        let refused = try #require(tasks[1])
+        #expect(refused.status == "error" && refused.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") && refused.errorText.hasSuffix("(retryable)"))
+        #expect(try f.transcript(refused).ofType("rate_limit").map { $0["retry_after_ms"]?.intValue } == [1150, nil])
+        // A subscription's limit waits until it resets.
+        let limited = try #require(tasks[5])
+        #expect(limited.status == "error" && limited.errorText == "claude failed: Claude AI usage limit reached (retryable)", "\(limited.errorText)")
+        let limits = try f.transcript(limited).ofType("rate_limit")
+        let wait = try #require(limits.first?["retry_after_ms"]?.intValue, "\(limits)")
+        let untilReset = 4_102_444_800_000 - Int(Clock.wallMs())
+        #expect(limits.count == 1 && wait <= untilReset + 60_000 && wait >= untilReset - 60_000, "\(wait) ms")
         f.expectNothingLeft(Array(tasks.values))
     }
 
