@@ -85,30 +85,33 @@ import Testing
 
     @Test func rateLimitsEndAsRetryableErrors() throws {
         let f = try AdapterFixture()
-        let (run, tasks) = try f.run([
-            ("fake-claude", "fake: replay=rate-limit exit=1"),
-            ("fake-opencode", "fake: replay=rate-limit exit=1"),
-            ("fake-codex", "fake: replay=rate-limit exit=1"),
-        ])
+        // Each row: the agent, the recorded stream, and the waits of the rate_limit frames it
+        // should bring about (nil: the line named none).
+        let cases: [(agent: String, replay: String, waits: [Int?])] = [
+            ("fake-claude", "rate-limit", [1100, nil]),  // an api_retry after a 429, then the failed result
+            ("fake-opencode", "rate-limit", [17000]),  // APIError 429 with retry-after: 17
+            ("fake-codex", "rate-limit", [nil]),  // the error line and turn.failed say the same once
+            ("fake-opencode", "rate-limit-retryable", [2500]),  // no status: retryable, and it says rate limit
+            ("fake-codex", "usage-limit", [nil]),
+        ]
+        let (run, tasks) = try f.run(cases.map { ($0.agent, "fake: replay=\($0.replay) exit=1") })
         #expect(run.status == 1)
-        for line in 1...3 {
-            let task = try #require(tasks[line])
-            #expect(task.status == "error" && task.reason == "worker_error")
-            #expect(task.errorText.contains("429"), "\(task.errorText)")
+        for (index, c) in cases.enumerated() {
+            let task = try #require(tasks[index + 1])
+            #expect(task.status == "error" && task.reason == "worker_error", "\(c)")
             #expect(task.errorText.hasSuffix("(retryable)"), "\(task.errorText)")
-        }
-        #expect(tasks[1]?.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") == true)
-        // Each told drover of the limit before it ended, with the wait the line gave.
-        let waits: [[Int?]] = [[1100, nil], [17000], [nil]]
-        for (line, want) in waits.enumerated() {
-            let frames = try f.transcript(try #require(tasks[line + 1])).filter { $0["dir"] == "in" }
+            // drover heard of the limit before the end, with the wait the line gave.
+            let frames = try f.transcript(task).filter { $0["dir"] == "in" }
             let limits = frames.ofType("rate_limit")
-            #expect(limits.map { $0["retry_after_ms"]?.intValue } == want, "line \(line + 1): \(limits)")
+            #expect(limits.map { $0["retry_after_ms"]?.intValue } == c.waits, "\(c.agent) \(c.replay): \(limits)")
             #expect(limits.allSatisfy { $0["scope"] == "provider" && $0["message"]?.stringValue?.isEmpty == false })
-            let end = frames.lastIndex { $0["type"] == "error" }
-            #expect(end == frames.count - 1 && frames[end!]["retryable"] == true)
-            #expect(frames.lastIndex { $0["type"] == "rate_limit" }! < end!, "the limit is told before the end")
+            let end = try #require(frames.lastIndex { $0["type"] == "error" })
+            #expect(end == frames.count - 1 && frames[end]["retryable"] == true)
+            #expect((frames.lastIndex { $0["type"] == "rate_limit" } ?? end) < end, "\(c.agent) \(c.replay): the limit is told before the end")
         }
+        for line in 1...3 { #expect(tasks[line]?.errorText.contains("429") == true, "\(tasks[line]?.errorText ?? "")") }
+        #expect(tasks[1]?.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") == true)
+        #expect(tasks[5]?.errorText == "codex failed: You've hit your usage limit. Try again in 2 hours 13 minutes. (retryable)")
         f.expectNothingLeft(Array(tasks.values))
     }
 
