@@ -89,8 +89,9 @@ public struct ClaudeTranslator: StreamTranslator {
                     // Seconds since the epoch (a value that large can only be milliseconds).
                     let resetsMs = resets > 1e11 ? resets : resets * 1000
                     if resetsMs < 9e15 {
-                        wait = max(0, Int(resetsMs) - Int(nowMs))
-                        text += " (resets in \(Self.describe(ms: wait!)))"
+                        let ms = max(0, Int(resetsMs) - Int(nowMs))
+                        wait = ms
+                        text += " (resets in \(Self.describe(ms: ms)))"
                     }
                 }
                 frames.append(Frames.log(text))
@@ -124,6 +125,8 @@ public struct ClaudeTranslator: StreamTranslator {
             inputTokens: count("input_tokens"), outputTokens: count("output_tokens"),
             cacheReadTokens: count("cache_read_input_tokens"), cacheWriteTokens: count("cache_creation_input_tokens"))
         if let total = line["total_cost_usd"]?.numberValue, total.isFinite, total >= 0, let costBefore {
+            // A total below where the conversation stood can only be a new count (a conversation
+            // the CLI started afresh): then all of it is this run's.
             totals.costUsd = total >= costBefore ? sum(total, -costBefore) : total
         }
         if let models = line["modelUsage"]?.objectValue, models.count == 1 { totals.model = models.keys.first }
