@@ -29,6 +29,15 @@ import Testing
             let fresh = runs.first?["argv"]?.arrayValue?.compactMap(\.stringValue) ?? []
             #expect(!fresh.hasRun(want.resumeArguments), "the first run starts a new conversation")
             ids.append(first)
+            if want.cli == "claude" {
+                // Claude Code's cost runs over the conversation: the resumed task costs the
+                // difference from where the first one left it (the cli_cost frame it sent).
+                let second = try f.task(try #require(FileSystem.list(f.state + "/tasks").first { $0 != first }))
+                #expect(try f.task(first)["result_data"]?.objectValue?["cost_usd"] == 0.0423)
+                #expect(second["result_data"]?.objectValue?["cost_usd"] == 0.0107, "\(second)")
+                let transcript = try readLines(f.state + "/tasks/\(second["id"]?.stringValue ?? "?")/transcript.jsonl")
+                #expect(transcript.last { $0["type"] == "usage" }?["cost_usd"] == 0.0107)
+            }
         }
         let tasks = try ids.map { try f.task($0) }
         f.expectNothingLeft(tasks)

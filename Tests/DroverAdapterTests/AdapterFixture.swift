@@ -6,7 +6,8 @@ import Testing
 
 /// A folder with a config whose agents run `drover-adapter` against the stand-in CLI:
 /// `fake-claude`, `fake-opencode` and `fake-codex`. The stand-in logs each run (argv, cwd,
-/// prompt, pids) to `cli.log`. Used through `drover run` and through the daemon.
+/// prompt, pids) to `cli.log`. Used through `drover run` and through the daemon. In
+/// `extraAgents`, `{cli_log}` and `{stand_in}` stand for that log and the stand-in CLI.
 final class AdapterFixture {
     let folder: String
     var config: String { folder + "/config.jsonc" }
@@ -32,7 +33,7 @@ final class AdapterFixture {
                 \(agent("claude", provider: "anthropic")),
                 \(agent("opencode", provider: "opencode")),
                 \(agent("codex", provider: "openai"))
-                \(extraAgents.isEmpty ? "" : ", " + extraAgents)
+                \(extraAgents.isEmpty ? "" : ", " + extraAgents.replacing("{cli_log}", with: cliLog).replacing("{stand_in}", with: Recorded.standIn))
               }
             }
             """

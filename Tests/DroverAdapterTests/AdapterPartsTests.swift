@@ -73,6 +73,27 @@ import Testing
         #expect(throws: AdapterOptions.UsageError.self) { try AdapterOptions.parse(["claude", "--heartbeat", "soon"]) }
         #expect(throws: AdapterOptions.UsageError.self) { try AdapterOptions.parse(["claude", "--model", "x"]) }
         #expect(throws: AdapterOptions.UsageError.self) { try AdapterOptions.parse([]) }
+        #expect(try AdapterOptions.parse(["claude"]).cliRetries == 1)
+        #expect(try AdapterOptions.parse(["claude", "--cli-retries", "0"]).cliRetries == 0)
+        for (arguments, message) in [
+            (["claude", "--cli-retries", "-1"], "--cli-retries: \"-1\" is not a whole number from 0 to 100"),
+            (["codex", "--cli-retries", "2"], "--cli-retries is for claude only: codex has no retry count the adapter can set"),
+        ] {
+            do {
+                _ = try AdapterOptions.parse(arguments)
+                Issue.record("\(arguments) parsed")
+            } catch {
+                #expect(error.description == message)
+            }
+        }
+    }
+
+    @Test func claudeGetsALowRetryCountUnlessItsEnvironmentSetsOne() {
+        let base = ["PATH": "/usr/bin", "HOME": "/home/u"]
+        #expect(CLIKind.claude.environment(base, cliRetries: 1) == base.merging(["CLAUDE_CODE_MAX_RETRIES": "1"]) { $1 })
+        #expect(CLIKind.claude.environment(base.merging(["CLAUDE_CODE_MAX_RETRIES": "6"]) { $1 }, cliRetries: 1)["CLAUDE_CODE_MAX_RETRIES"] == "6")
+        #expect(CLIKind.codex.environment(base, cliRetries: 1) == base)
+        #expect(CLIKind.opencode.environment(base, cliRetries: 1) == base)
     }
 
     @Test func usageAddsUp() {

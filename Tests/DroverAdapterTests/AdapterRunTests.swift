@@ -36,6 +36,21 @@ import Testing
         }
         #expect(tasks[1]?.resultData?["cost_usd"] == .number(0.0423))
         #expect(tasks[2]?.resultData?["cost_usd"] == .number(0.0262))
+        // What each CLI reported of its usage reached drover as `usage` frames, in drover's terms
+        // (input without cached tokens), the last one before the result holding the totals.
+        let usage: [JSONObject] = [
+            ["type": "usage", "input_tokens": 12, "output_tokens": 402, "cache_read_tokens": 35862, "cache_write_tokens": 6021,
+             "cost_usd": 0.0423, "model": "claude-sonnet-4-5-20250929"],
+            ["type": "usage", "input_tokens": 24, "output_tokens": 190, "cache_read_tokens": 39310, "cache_write_tokens": 3560, "cost_usd": 0.0262],
+            ["type": "usage", "input_tokens": 315, "output_tokens": 122, "cache_read_tokens": 24448, "cache_write_tokens": 0],
+        ]
+        for (line, want) in usage.enumerated() {
+            let frames = try f.transcript(try #require(tasks[line + 1])).filter { $0["dir"] == "in" }
+            let last = frames.lastIndex { $0["type"] == "usage" }
+            #expect(last.map { frames[$0].frameOnly } == want, "line \(line + 1): \(frames.ofType("usage"))")
+            #expect(last.map { $0 < frames.count - 1 && frames[frames.count - 1]["type"] == "result" } == true, "usage comes before the result")
+        }
+        #expect(try f.transcript(try #require(tasks[2])).ofType("usage").count == 3, "opencode: one a step")
         // What each CLI was given: its stream flags, the prompt where it reads it, the task's folder.
         let runs = f.cliRuns()
         #expect(runs.count == 3)
@@ -70,19 +85,67 @@ import Testing
 
     @Test func rateLimitsEndAsRetryableErrors() throws {
         let f = try AdapterFixture()
-        let (run, tasks) = try f.run([
-            ("fake-claude", "fake: replay=rate-limit exit=1"),
-            ("fake-opencode", "fake: replay=rate-limit exit=1"),
-            ("fake-codex", "fake: replay=rate-limit exit=1"),
-        ])
+        // Each row: the agent, the recorded stream, and the waits of the rate_limit frames it
+        // should bring about (nil: the line named none).
+        let cases: [(agent: String, replay: String, waits: [Int?])] = [
+            ("fake-claude", "rate-limit", [1100, nil]),  // an api_retry after a 429, then the failed result
+            ("fake-opencode", "rate-limit", [17000]),  // APIError 429 with retry-after: 17
+            ("fake-codex", "rate-limit", [nil]),  // the error line and turn.failed say the same once
+            ("fake-opencode", "rate-limit-retryable", [2500]),  // no status: retryable, and it says rate limit
+            ("fake-codex", "usage-limit", [nil]),
+        ]
+        let (run, tasks) = try f.run(cases.map { ($0.agent, "fake: replay=\($0.replay) exit=1") })
         #expect(run.status == 1)
-        for line in 1...3 {
-            let task = try #require(tasks[line])
-            #expect(task.status == "error" && task.reason == "worker_error")
-            #expect(task.errorText.contains("429"), "\(task.errorText)")
+        for (index, c) in cases.enumerated() {
+            let task = try #require(tasks[index + 1])
+            #expect(task.status == "error" && task.reason == "worker_error", "\(c)")
             #expect(task.errorText.hasSuffix("(retryable)"), "\(task.errorText)")
+            // drover heard of the limit before the end, with the wait the line gave.
+            let frames = try f.transcript(task).filter { $0["dir"] == "in" }
+            let limits = frames.ofType("rate_limit")
+            #expect(limits.map { $0["retry_after_ms"]?.intValue } == c.waits, "\(c.agent) \(c.replay): \(limits)")
+            #expect(limits.allSatisfy { $0["scope"] == "provider" && $0["message"]?.stringValue?.isEmpty == false })
+            let end = try #require(frames.lastIndex { $0["type"] == "error" })
+            #expect(end == frames.count - 1 && frames[end]["retryable"] == true)
+            #expect((frames.lastIndex { $0["type"] == "rate_limit" } ?? end) < end, "\(c.agent) \(c.replay): the limit is told before the end")
         }
+        for line in 1...3 { #expect(tasks[line]?.errorText.contains("429") == true, "\(tasks[line]?.errorText ?? "")") }
         #expect(tasks[1]?.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") == true)
+        #expect(tasks[5]?.errorText == "codex failed: You've hit your usage limit. Try again in 2 hours 13 minutes. (retryable)")
+        f.expectNothingLeft(Array(tasks.values))
+    }
+
+    /// The CLI retries by itself only as often as the adapter lets it, so that drover's backoff,
+    /// shared by the whole pool, governs: CLAUDE_CODE_MAX_RETRIES is 1 unless the agent says
+    /// otherwise (`--cli-retries`, or the variable in its environment).
+    @Test func claudeRetriesLittleByItselfAndItsLimitsReachDrover() throws {
+        let f = try AdapterFixture(extraAgents: """
+            "claude-retries-4": { "command": ["drover-adapter", "claude", "--program", "{stand_in}", "--cli-retries", "4"],
+                                  "provider": "anthropic", "env": { "FAKE_CLI_LOG": "{cli_log}" } },
+            "claude-env-9": { "command": ["drover-adapter", "claude", "--program", "{stand_in}"],
+                              "provider": "anthropic", "env": { "FAKE_CLI_LOG": "{cli_log}", "CLAUDE_CODE_MAX_RETRIES": "9" } }
+            """)
+        let (_, tasks) = try f.run([
+            ("fake-claude", "fake: replay=rate-limit-one-retry exit=1"),
+            ("claude-retries-4", "fake: replay=success"),
+            ("claude-env-9", "fake: replay=success"),
+            ("fake-codex", "fake: replay=success"),
+            ("fake-claude", "fake: replay=usage-limit exit=1"),
+        ])
+        let byAgent = f.cliRuns().map { ($0["cli"]?.stringValue ?? "", $0["max_retries"]?.stringValue) }
+        #expect(byAgent.filter { $0.0 == "claude" }.compactMap(\.1).sorted() == ["1", "1", "4", "9"], "\(byAgent)")
+        #expect(byAgent.filter { $0.0 == "codex" }.allSatisfy { $0.1 == nil }, "only Claude Code is told")
+
+        let refused = try #require(tasks[1])
+        #expect(refused.status == "error" && refused.errorText.hasPrefix("claude failed (HTTP 429): API Error: 429") && refused.errorText.hasSuffix("(retryable)"))
+        #expect(try f.transcript(refused).ofType("rate_limit").map { $0["retry_after_ms"]?.intValue } == [1150, nil])
+        // A subscription's limit waits until it resets.
+        let limited = try #require(tasks[5])
+        #expect(limited.status == "error" && limited.errorText == "claude failed: Claude AI usage limit reached (retryable)", "\(limited.errorText)")
+        let limits = try f.transcript(limited).ofType("rate_limit")
+        let wait = try #require(limits.first?["retry_after_ms"]?.intValue, "\(limits)")
+        let untilReset = 4_102_444_800_000 - Int(Clock.wallMs())
+        #expect(limits.count == 1 && wait <= untilReset + 60_000 && wait >= untilReset - 60_000, "\(wait) ms")
         f.expectNothingLeft(Array(tasks.values))
     }
 

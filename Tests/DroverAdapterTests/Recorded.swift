@@ -15,12 +15,29 @@ enum Recorded {
         }
     }
 
+    /// The time the tests' translators read their lines at (unix ms, late December 2025).
+    static let nowMs: Int64 = 1_767_036_000_000
+
     /// Every frame a translator makes of a whole recorded stream, and the translator after it.
     static func translate<T: StreamTranslator>(_ translator: T, _ cli: String, _ name: String) throws -> ([JSONObject], T) {
         var translator = translator
         var frames: [JSONObject] = []
         for line in try lines(cli, name) { frames += translator.translate(line) }
         return (frames, translator)
+    }
+}
+
+extension StreamTranslator {
+    /// A line read at the tests' fixed time.
+    mutating func translate(_ line: JSONObject) -> [JSONObject] { translate(line, nowMs: Recorded.nowMs) }
+}
+
+extension JSONObject {
+    /// A transcript line as the frame it records: without the transcript's own keys.
+    var frameOnly: JSONObject {
+        var frame = JSONObject()
+        for (key, value) in members where !["t", "dir", "attempt"].contains(key) { frame[key] = value }
+        return frame
     }
 }
 

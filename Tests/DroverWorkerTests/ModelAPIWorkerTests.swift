@@ -29,8 +29,8 @@ import Testing
         let server = try FakeModelServer(folder: folder, key: Self.key)
         defer { server.stop() }
         let outcome = try runBatch(in: folder, config: config(agents: [
-            modelAgent("gpt", api: "openai", server: server),
-            modelAgent("claude", api: "anthropic", server: server),
+            modelAgent("gpt", api: "openai", server: server, options: ["--price-input", "2.5", "--price-output", "10"]),
+            modelAgent("claude", api: "anthropic", server: server, options: ["--price-input", "3", "--price-output", "15"]),
         ]), manifest: [
             #"{"agent": "gpt", "prompt": "count the open issues please"}"#,
             #"{"agent": "claude", "prompt": "summarise the design notes"}"#,
@@ -57,6 +57,17 @@ import Testing
             #expect(usage["input_tokens"]?.intValue == prompt.split(separator: " ").count)
             #expect(usage["output_tokens"]?.intValue == deltas)
             #expect(usage["total_tokens"]?.intValue == prompt.split(separator: " ").count + deltas)
+            // The same figures went to drover as `usage` frames while the answer streamed in,
+            // priced per million tokens; the last one holds the totals.
+            let frames = try outcome.transcript(line).filter { $0["dir"] == "in" && $0["type"] == "usage" }
+            #expect(frames.count == (api == "openai" ? 1 : 2), "\(api): \(frames)")  // anthropic: message_start, message_delta
+            let last = try #require(frames.last)
+            let (inputPrice, outputPrice) = api == "openai" ? (2.5, 10.0) : (3.0, 15.0)
+            let cost = (Double(prompt.split(separator: " ").count) * inputPrice + Double(deltas) * outputPrice) / 1e6
+            #expect(last["input_tokens"] == usage["input_tokens"] && last["output_tokens"] == usage["output_tokens"])
+            #expect(last["cache_read_tokens"] == 0 && last["model"] == "echo")
+            #expect(abs((last["cost_usd"]?.numberValue ?? -1) - cost) < 1e-9, "\(api): \(last)")
+            #expect(usage["cost_usd"] == last["cost_usd"])
 
             let request = try #require(try server.requests(model: "echo", api: api).first { $0["messages"]?.arrayValue?.first?.objectValue?["content"]?.stringValue == prompt })
             #expect(request["key_ok"] == true)
@@ -96,7 +107,58 @@ import Testing
         outcome.expectNoWorkerLeft()
     }
 
-    @Test func retriesHonourRetryAfterThenGiveUpRetryably() throws {
+    /// By default a rate limit (429, 529, an overloaded_error) is reported with a `rate_limit`
+    /// frame carrying the server's retry-after and ends the attempt as a retryable error, so that
+    /// drover's pool-wide backoff decides. Checked on the frames of the first attempt, which is
+    /// what the worker controls: a drover that retries goes on with more attempts after them.
+    @Test func rateLimitsAreReportedToDroverAndEndTheAttempt() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let server = try FakeModelServer(folder: folder, key: Self.key)
+        defer { server.stop() }
+        let outcome = try runBatch(in: folder, config: config(agents: [
+            modelAgent("gpt", api: "openai", server: server),
+            modelAgent("claude", api: "anthropic", server: server),
+        ]), manifest: [
+            #"{"agent": "gpt", "prompt": "hello", "model": "rate-limited"}"#,
+            #"{"agent": "claude", "prompt": "hello", "model": "rate-limited-date"}"#,
+            #"{"agent": "gpt", "prompt": "hello", "model": "overloaded"}"#,
+            #"{"agent": "claude", "prompt": "hello", "model": "overloaded"}"#,
+        ], environment: ["\(Self.keyVariable)=\(Self.key)"])
+
+        let cases: [(line: Int, api: String, model: String, status: String, wait: ClosedRange<Int>)] = [
+            (1, "openai", "rate-limited", "HTTP 429 Too Many Requests", 1000...1000),  // retry-after: 1
+            (2, "anthropic", "rate-limited-date", "HTTP 429 Too Many Requests", 1000...2000),  // an HTTP date 2 s ahead, whole seconds
+            (3, "openai", "overloaded", "HTTP 503 Service Unavailable", 0...0),  // a 503 whose body says overloaded_error
+            (4, "anthropic", "overloaded", "HTTP 529", 0...0),
+        ]
+        for c in cases {
+            let frames = try firstAttempt(outcome.transcript(c.line)).filter { $0["dir"] == "in" }
+            let limits = frames.filter { $0["type"] == "rate_limit" }
+            #expect(limits.count == 1, "\(c.model): \(frames)")
+            let limit = try #require(limits.first)
+            let wait = try #require(limit["retry_after_ms"]?.intValue, "\(c.model): \(limit)")
+            #expect(c.wait.contains(wait), "\(c.model): retry_after_ms \(wait)")
+            #expect(limit["scope"] == "provider")
+            let said = limit["message"]?.stringValue ?? ""
+            #expect(said.hasPrefix("\(c.status) from \(server.baseURL(c.api))"), "\(said)")
+            // Then the attempt ends at once, retryably, with the same words.
+            let end = try #require(frames.last { $0["type"] == "result" || $0["type"] == "error" })
+            #expect(end["type"] == "error" && end["retryable"] == true && end["message"]?.stringValue == said, "\(end)")
+            #expect(frames.firstIndex(of: limit)! < frames.firstIndex(of: end)!)
+            let task = outcome.task(c.line)
+            if task["attempt"]?.intValue ?? 1 == 1 {
+                #expect(task["status"] == "error" && task["reason"] == "worker_error" && task["error"]?.stringValue == said + " (retryable)", "\(task)")
+                #expect(try server.requests(model: c.model, api: c.api).count == 1, "\(c.model): the worker did not retry by itself")
+            }
+        }
+        outcome.expectNoWorkerLeft()
+    }
+
+    /// `--max-retries N`: the worker rides rate limits out itself (each still reported, so the
+    /// pool cools down), waiting what the server says; other transient failures are retried
+    /// `--max-server-retries` times (default 2) without a rate limit.
+    @Test func theWorkerRetriesItselfWhenToldAndServerErrorsALittle() throws {
         let folder = try temporaryFolder()
         defer { removeTree(folder) }
         let server = try FakeModelServer(folder: folder, key: Self.key)
@@ -104,32 +166,36 @@ import Testing
         let outcome = try runBatch(in: folder, config: config(agents: [
             modelAgent("gpt", api: "openai", server: server, options: ["--max-retries", "2"]),
             modelAgent("claude", api: "anthropic", server: server, options: ["--max-retries", "2"]),
+            modelAgent("plain", api: "openai", server: server, options: ["--max-retry-wait", "0.1"]),
         ]), manifest: [
-            #"{"agent": "gpt", "prompt": "hello", "model": "rate-limited"}"#,
-            #"{"agent": "claude", "prompt": "hello", "model": "rate-limited-date"}"#,
-            #"{"agent": "gpt", "prompt": "hello", "model": "overloaded"}"#,
-            #"{"agent": "claude", "prompt": "hello", "model": "overloaded"}"#,
+            #"{"agent": "gpt", "prompt": "hello", "model": "rate-limited-2"}"#,
+            #"{"agent": "claude", "prompt": "hello", "model": "rate-limited"}"#,
+            #"{"agent": "plain", "prompt": "hello", "model": "server-error"}"#,
         ], environment: ["\(Self.keyVariable)=\(Self.key)"])
-        #expect(outcome.command.status == 1)
 
-        // 429 with retry-after (seconds, then an HTTP date): waited as told, then answered.
-        for (line, api, model) in [(1, "openai", "rate-limited"), (2, "anthropic", "rate-limited-date")] {
+        for (line, api, model, refused) in [(1, "openai", "rate-limited-2", 2), (2, "anthropic", "rate-limited", 1)] {
             let task = outcome.task(line)
-            #expect(task["status"] == "completed", "\(model): \(task)")
+            #expect(task["status"] == "completed" && task["attempt"]?.intValue ?? 1 == 1, "\(model): \(task)")
             #expect(outcome.result(line) == expectedAnswer("hello"))
-            #expect(task["result_data"]?.objectValue?["requests"] == 2)
+            #expect(task["result_data"]?.objectValue?["requests"]?.intValue == refused + 1)
+            #expect(try outcome.transcript(line).filter { $0["type"] == "rate_limit" }.count == refused)
             let times = try server.requests(model: model, api: api).compactMap { $0["t"]?.numberValue }
-            #expect(times.count == 2)
-            if times.count == 2 { #expect(times[1] - times[0] >= 0.9, "\(model): retried after \(times[1] - times[0]) s") }
-            #expect(outcome.stderr(line).contains("HTTP 429 Too Many Requests from \(server.baseURL(api))"))
+            #expect(times.count == refused + 1)
+            let least = model == "rate-limited" ? 0.9 : 0.25  // retry-after: 1, retry-after-ms: 300
+            for (earlier, later) in zip(times, times.dropFirst()) {
+                #expect(later - earlier >= least, "\(model): retried after \(later - earlier) s")
+            }
+            #expect(outcome.stderr(line).contains("HTTP 429 Too Many Requests from \(server.baseURL(api))"), "the retry is logged")
         }
-        // 503 / 529 every time: three attempts, then a retryable error.
-        for (line, api, status) in [(3, "openai", "HTTP 503 Service Unavailable"), (4, "anthropic", "HTTP 529")] {
-            let task = outcome.task(line)
-            #expect(task["status"] == "error" && task["reason"] == "worker_error", "\(api): \(task)")
-            let message = task["error"]?.stringValue ?? ""
-            #expect(message.hasPrefix(status) && message.hasSuffix("'Overloaded' after 3 attempts (retryable)"), "\(message)")
-            #expect(try server.requests(model: "overloaded", api: api).count == 3)
+        let failed = outcome.task(3)
+        let frames = try firstAttempt(outcome.transcript(3))
+        #expect(!frames.contains { $0["type"] == "rate_limit" }, "a 500 is no rate limit")
+        let end = try #require(frames.last { $0["dir"] == "in" && $0["type"] == "error" })
+        #expect(end["message"]?.stringValue == "HTTP 500 Internal Server Error from \(server.baseURL("openai"))/chat/completions: 'Internal server error' after 3 requests")
+        #expect(end["retryable"] == true)
+        if failed["attempt"]?.intValue ?? 1 == 1 {
+            #expect(failed["status"] == "error" && failed["reason"] == "worker_error", "\(failed)")
+            #expect(try server.requests(model: "server-error", api: "openai").count == 3)
         }
         outcome.expectNoWorkerLeft()
     }

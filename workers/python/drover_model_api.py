@@ -9,10 +9,18 @@ The model is the task's (the start frame's `model`, from the agent or the task; 
 fallback). Answers stream in (OpenAI-compatible chat completions or the Anthropic Messages API,
 both as server-sent events) and are passed on as `message` frames, coalesced at paragraph
 breaks or every --flush-interval seconds. The result frame carries the whole last answer and,
-in `data`, the model, the token usage, the stop reason and how many requests it took.
-Follow-up prompts that arrive while it answers are answered in turn, in the same task; a
-resumed session is rebuilt from drover's transcript. 429 and 5xx answers are retried
-(honouring retry-after) up to --max-retries times, then end the task as a retryable error.
+in `data`, the model, the token usage, the stop reason and how many requests it took; `usage`
+frames report the tokens (and, with --price-input/--price-output, the cost) as the API counts
+them. Follow-up prompts that arrive while it answers are answered in turn, in the same task; a
+resumed session is rebuilt from drover's transcript.
+
+A rate limit (HTTP 429, 529, or an `overloaded_error` / `rate_limit_error`) is reported to
+drover with a `rate_limit` frame (carrying the server's retry-after) and, by default, ends the
+attempt as a retryable error at once: drover then cools the whole provider pool down and
+retries the task, so one backoff is shared by every task on that account. --max-retries N
+lets the worker retry rate limits itself first. Other transient failures (408, 409, 5xx other
+than 529) are retried here up to --max-server-retries times (default 2), then end the attempt
+as a retryable error.
 """
 import argparse
 import email.utils
@@ -39,7 +47,12 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 # silent so that drover's staleTimeout can end the task.
 HEARTBEAT_AFTER_QUIET_SECONDS = 2.0
 RETRY_HEARTBEAT_SECONDS = 5.0
-RETRYABLE_STATUSES = {408, 409, 429}
+# Statuses and error types that mean "the provider refused for a rate or capacity limit": the
+# pool should cool down. Other transient failures are retried by the worker itself.
+RATE_LIMIT_STATUSES = {429, 529}
+RATE_LIMIT_ERROR_TYPES = {"rate_limit_error", "overloaded_error"}
+SERVER_RETRY_STATUSES = {408, 409}
+TOKENS_PER_PRICE = 1_000_000
 
 
 def quote(text, limit=QUOTE_CHARS):
@@ -86,15 +99,31 @@ def parse_options(argv):
     parser.add_argument("--no-usage", action="store_true", help="openai: don't ask for stream_options.include_usage (servers that refuse it)")
     parser.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to connect (default 10)")
     parser.add_argument("--read-timeout", type=float, default=120.0, help="seconds of silence from the server before giving up (default 120)")
-    parser.add_argument("--max-retries", type=int, default=4, help="retries of 429 and 5xx answers (default 4)")
+    parser.add_argument("--max-retries", type=int, default=0,
+                        help="retries of rate-limited requests (429, 529, overloaded_error) by the worker itself; default 0: "
+                             "report the limit and end the attempt, so that drover's pool-wide backoff decides")
+    parser.add_argument("--max-server-retries", type=int, default=2, help="retries of 408, 409 and other 5xx answers (default 2)")
     parser.add_argument("--max-retry-wait", type=float, default=60.0, help="cap in seconds on each wait before a retry (default 60)")
     parser.add_argument("--flush-interval", type=float, default=0.5, help="seconds between message frames while text streams in (default 0.5)")
+    parser.add_argument("--price-input", type=float, metavar="USD", help="US dollars per million input tokens: usage frames then carry cost_usd")
+    parser.add_argument("--price-output", type=float, metavar="USD", help="US dollars per million output tokens")
+    parser.add_argument("--price-cache-read", type=float, metavar="USD", help="per million tokens read from the prompt cache (default: --price-input)")
+    parser.add_argument("--price-cache-write", type=float, metavar="USD", help="per million tokens written to the prompt cache (default: --price-input)")
     options = parser.parse_args(argv)
     for name in ("connect_timeout", "read_timeout", "flush_interval"):
         if getattr(options, name) <= 0:
             raise UsageError("--%s must be more than 0" % name.replace("_", "-"))
-    if options.max_retries < 0 or options.max_retry_wait < 0:
-        raise UsageError("--max-retries and --max-retry-wait must not be negative")
+    if options.max_retries < 0 or options.max_server_retries < 0 or options.max_retry_wait < 0:
+        raise UsageError("--max-retries, --max-server-retries and --max-retry-wait must not be negative")
+    prices = ("price_input", "price_output", "price_cache_read", "price_cache_write")
+    for name in prices:
+        value = getattr(options, name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise UsageError("--%s must be a number of 0 or more" % name.replace("_", "-"))
+    if (options.price_input is None) != (options.price_output is None):
+        raise UsageError("--price-input and --price-output go together: give both, or neither")
+    if options.price_input is None and (options.price_cache_read is not None or options.price_cache_write is not None):
+        raise UsageError("--price-cache-read and --price-cache-write need --price-input and --price-output")
     if options.base_url is None:
         options.base_url = "https://api.openai.com/v1" if options.api == "openai" else "https://api.anthropic.com"
     if options.api_key_env is None and not options.no_api_key:
@@ -215,17 +244,31 @@ def parse_event_json(url, event, data):
 
 
 class StreamedAnswer:
-    """What a stream has told so far: its text goes to `on_text` as it comes; the model,
-    token counts and stop reason are kept for the result."""
+    """What a stream has told so far: its text goes to `on_text` as it comes, and its token
+    counts to `on_usage(answer)` each time the stream reports them; the model, counts and stop
+    reason are kept for the result. `input_tokens` never includes cached tokens: those are in
+    `cache_read_tokens` and `cache_write_tokens` (as Anthropic counts; an OpenAI count, which
+    includes them, is split)."""
 
-    def __init__(self, url, on_text):
+    def __init__(self, url, on_text, on_usage=None):
         self.url = url
         self.on_text = on_text
+        self.on_usage = on_usage or (lambda answer: None)
         self.done = False
         self.model = None
         self.input_tokens = None
         self.output_tokens = None
+        self.cache_read_tokens = None
+        self.cache_write_tokens = None
         self.stop_reason = None
+
+    @property
+    def counts(self):
+        """The request's token counts so far, or None before the stream has given any."""
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return {"input_tokens": self.input_tokens or 0, "output_tokens": self.output_tokens or 0,
+                "cache_read_tokens": self.cache_read_tokens or 0, "cache_write_tokens": self.cache_write_tokens or 0}
 
 
 class OpenAIAnswer(StreamedAnswer):
@@ -249,8 +292,18 @@ class OpenAIAnswer(StreamedAnswer):
             self.model = chunk["model"]
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self.input_tokens = usage.get("prompt_tokens", self.input_tokens)
-            self.output_tokens = usage.get("completion_tokens", self.output_tokens)
+            prompt = _count(usage.get("prompt_tokens"))
+            details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+            cached = _count(details.get("cached_tokens"))
+            if prompt is not None:
+                if cached is not None:
+                    self.cache_read_tokens = min(cached, prompt)
+                self.input_tokens = prompt - (self.cache_read_tokens or 0)
+            completion = _count(usage.get("completion_tokens"))
+            if completion is not None:
+                self.output_tokens = completion
+            if prompt is not None or completion is not None:
+                self.on_usage(self)
         choices = chunk.get("choices")
         for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
@@ -266,7 +319,7 @@ class AnthropicAnswer(StreamedAnswer):
     """The Messages stream: message_start, content_block_* (text_delta), message_delta
     (stop_reason, cumulative usage), message_stop; ping and error events between them."""
 
-    RETRYABLE_ERRORS = {"overloaded_error", "rate_limit_error", "api_error", "timeout_error"}
+    SERVER_ERRORS = {"api_error", "timeout_error"}
 
     @property
     def complete(self):
@@ -294,22 +347,109 @@ class AnthropicAnswer(StreamedAnswer):
         elif kind == "error":
             error = value.get("error") if isinstance(value.get("error"), dict) else {}
             error_type = error.get("type", "error")
+            rate_limit = error_type in RATE_LIMIT_ERROR_TYPES
             raise StreamFailure("%s sent %s mid-stream: %s" % (self.url, error_type, quote(str(error.get("message", "")))),
-                                retryable=error_type in self.RETRYABLE_ERRORS)
+                                retryable=rate_limit or error_type in self.SERVER_ERRORS, rate_limit=rate_limit)
         # ping, content_block_start/stop and event types added later: nothing to do.
 
     def _usage(self, usage):
         if not isinstance(usage, dict):
             return
-        # Both counts are running totals (message_delta repeats them), so the last one wins.
-        if isinstance(usage.get("input_tokens"), int):
-            self.input_tokens = usage["input_tokens"]
-        if isinstance(usage.get("output_tokens"), int):
-            self.output_tokens = usage["output_tokens"]
+        # Every count is a running total for the request (message_delta repeats them), so the
+        # last one wins; input_tokens excludes the cache, as the API counts it.
+        seen = False
+        for name, field in (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
+                            ("cache_read_tokens", "cache_read_input_tokens"), ("cache_write_tokens", "cache_creation_input_tokens")):
+            value = _count(usage.get(field))
+            if value is not None:
+                setattr(self, name, value)
+                seen = True
+        if seen:
+            self.on_usage(self)
+
+
+def _count(value):
+    """A token count from the API: a whole number of 0 or more, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class StreamFailure(WorkerError):
     """The server reported an error inside a stream it had started."""
+
+    def __init__(self, message, retryable=False, rate_limit=False):
+        super().__init__(message, retryable=retryable)
+        self.rate_limit = rate_limit
+
+
+class UsageMeter:
+    """The task's token usage over all its requests (failed ones too: money spent is spent),
+    sent to drover as `usage` frames of running totals whenever a stream reports new counts."""
+
+    FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+    def __init__(self, task, options, model):
+        self.task = task
+        self.model = model
+        self.prices = None
+        if options.price_input is not None:
+            self.prices = {
+                "input_tokens": options.price_input, "output_tokens": options.price_output,
+                "cache_read_tokens": options.price_input if options.price_cache_read is None else options.price_cache_read,
+                "cache_write_tokens": options.price_input if options.price_cache_write is None else options.price_cache_write,
+            }
+        self.finished = dict.fromkeys(self.FIELDS, 0)
+        self.current = None
+        self.reported = False
+        self.last_frame = None
+
+    def update(self, answer):
+        """A stream reported counts for its request (running totals for that request)."""
+        self.current = answer.counts
+        if answer.model:
+            self.model = answer.model
+        self.reported = True
+        self.send()
+
+    def end_request(self):
+        """The request is over (answered, failed or cut): its counts join the finished ones."""
+        if self.current:
+            for name in self.FIELDS:
+                self.finished[name] += self.current[name]
+        self.current = None
+
+    def totals(self):
+        totals = dict(self.finished)
+        for name in self.FIELDS:
+            totals[name] += (self.current or {}).get(name, 0)
+        return totals
+
+    def cost(self, totals):
+        if self.prices is None:
+            return None
+        dollars = sum(totals[name] * self.prices[name] for name in self.FIELDS) / TOKENS_PER_PRICE
+        return round(dollars, 10)
+
+    def send(self):
+        totals = self.totals()
+        figures = dict(totals, cost_usd=self.cost(totals), model=self.model)
+        if figures != self.last_frame:
+            self.last_frame = figures
+            self.task.usage(**figures)
+
+    def summary(self):
+        """The totals for the result's data (None figures when the API reported no usage)."""
+        if not self.reported:
+            return {"input_tokens": None, "output_tokens": None, "total_tokens": None}
+        totals = self.totals()
+        summary = {"input_tokens": totals["input_tokens"], "output_tokens": totals["output_tokens"],
+                   "total_tokens": totals["input_tokens"] + totals["output_tokens"]}
+        if totals["cache_read_tokens"] or totals["cache_write_tokens"]:
+            summary["cache_read_tokens"] = totals["cache_read_tokens"]
+            summary["cache_write_tokens"] = totals["cache_write_tokens"]
+        cost = self.cost(totals)
+        if cost is not None:
+            summary["cost_usd"] = cost
+        return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,21 +499,20 @@ class Coalescer:
 
 
 class Answer:
-    def __init__(self, text, model, input_tokens, output_tokens, stop_reason, requests):
+    def __init__(self, text, model, stop_reason, requests):
         self.text = text
         self.model = model
-        self.input_tokens = input_tokens
-        self.output_tokens = output_tokens
         self.stop_reason = stop_reason
         self.requests = requests
 
 
 class ModelClient:
-    def __init__(self, options, api_key, model, task):
+    def __init__(self, options, api_key, model, task, meter=None):
         self.options = options
         self.api_key = api_key
         self.model = model
         self.task = task
+        self.meter = meter or UsageMeter(task, options, model)
         self.url = endpoint(options)
         parts = urlsplit(self.url)
         self.https = parts.scheme == "https"
@@ -422,26 +561,36 @@ class ModelClient:
         return headers
 
     def answer(self, messages):
-        """Streams one answer to `messages`, retrying 429/5xx answers; returns an Answer."""
+        """Streams one answer to `messages`; returns an Answer. A rate limit is reported to
+        drover and retried only --max-retries times (default 0); other transient failures
+        --max-server-retries times. Then a retryable WorkerError ends the attempt."""
         body = self.request_body(messages)
         options = self.options
-        attempt = 0
+        requests = 0
+        failures = {True: 0, False: 0}  # by "is a rate limit"
         while True:
-            attempt += 1
+            requests += 1
             self.task.check()
             try:
-                return self._attempt(body, attempt)
+                return self._attempt(body, requests)
             except _Retry as retry:
-                if attempt > options.max_retries:
-                    raise WorkerError("%s after %d attempts" % (retry.reason, attempt), retryable=True)
-                wait = retry.wait if retry.wait is not None else min(2.0 ** (attempt - 1), 30.0)
+                if retry.rate_limit:
+                    self.task.rate_limited(retry_after=retry.wait, message=retry.reason)
+                failures[retry.rate_limit] += 1
+                allowed = options.max_retries if retry.rate_limit else options.max_server_retries
+                if failures[retry.rate_limit] > allowed:
+                    raise WorkerError(retry.reason + (" after %d requests" % requests if requests > 1 else ""), retryable=True)
+                retry_number = failures[retry.rate_limit]
+                wait = retry.wait if retry.wait is not None else min(2.0 ** (retry_number - 1), 30.0)
                 wait = min(wait, options.max_retry_wait)
                 left = self.task.time_left()
                 if left is not None and wait >= left - 1.0:
                     raise WorkerError("%s; the task's deadline comes before the retry would (in %.1f s)" % (retry.reason, wait), retryable=True)
-                self.task.log("%s; retrying in %.1f s (retry %d of %d)" % (retry.reason, wait, attempt, options.max_retries), level="warn")
+                flag = "--max-retries" if retry.rate_limit else "--max-server-retries"
+                self.task.log("%s; retrying in %.1f s (retry %d of %d, %s)" % (retry.reason, wait, retry_number, allowed, flag), level="warn")
                 self._pause(wait)
             finally:
+                self.meter.end_request()
                 self._close()
 
     def _pause(self, seconds):
@@ -487,12 +636,14 @@ class ModelClient:
         return self._stream(response, attempt)
 
     def _refuse(self, response):
-        """A non-200 answer: a retry for 429/5xx, else an error quoting the server."""
+        """A non-200 answer: a rate limit (429, 529, an overloaded or rate-limit error type), a
+        retry (408, 409, other 5xx), else an error quoting the server."""
         try:
             text = response.read(MAX_ERROR_BODY_BYTES).decode("utf-8", "replace")
         except (OSError, http.client.HTTPException):
             text = ""
         message = text
+        error_type = None
         try:
             parsed = json.loads(text)
             error = parsed.get("error") if isinstance(parsed, dict) else None
@@ -500,12 +651,17 @@ class ModelClient:
                 message = str(error["message"])
             elif isinstance(error, str):
                 message = error
+            if isinstance(error, dict) and isinstance(error.get("type"), str):
+                error_type = error["type"]
         except ValueError:
             pass
         status = ("%d %s" % (response.status, response.reason)).strip()
         reason = "HTTP %s from %s: %s" % (status, self.url, quote(message))
-        if response.status in RETRYABLE_STATUSES or response.status >= 500:
-            raise _Retry(reason, retry_after_seconds(response.headers))
+        wait = retry_after_seconds(response.headers)
+        if response.status in RATE_LIMIT_STATUSES or (error_type in RATE_LIMIT_ERROR_TYPES and response.status >= 400):
+            raise _Retry(reason, wait, rate_limit=True)
+        if response.status in SERVER_RETRY_STATUSES or response.status >= 500:
+            raise _Retry(reason, wait)
         raise WorkerError(reason, retryable=False)
 
     def _stream(self, response, attempt):
@@ -521,7 +677,7 @@ class ModelClient:
             pieces.append(text)
             coalescer.add(text)
 
-        parser = (OpenAIAnswer if options.api == "openai" else AnthropicAnswer)(self.url, on_text)
+        parser = (OpenAIAnswer if options.api == "openai" else AnthropicAnswer)(self.url, on_text, self.meter.update)
         events = EventStream(self.url)
         lines = 0
         try:
@@ -548,20 +704,27 @@ class ModelClient:
                 coalescer.tick()
         except StreamFailure as failure:
             if failure.retryable and not pieces:
-                raise _Retry(failure.message, None)
+                raise _Retry(failure.message, None, rate_limit=failure.rate_limit)
+            if failure.rate_limit:
+                # Text already went out, so this request is not retried; the limit is still news.
+                self.task.rate_limited(message=failure.message)
             raise
         finally:
             coalescer.flush()
         if not parser.complete:
             raise WorkerError("the connection to %s closed mid-stream after %d lines, before the answer was complete" % (self.url, lines), retryable=True)
-        return Answer("".join(pieces), parser.model or self.model, parser.input_tokens, parser.output_tokens, parser.stop_reason, attempt)
+        return Answer("".join(pieces), parser.model or self.model, parser.stop_reason, attempt)
 
 
 class _Retry(Exception):
-    def __init__(self, reason, wait):
+    """A request worth making again: `wait` is the server's retry-after (seconds) or None;
+    `rate_limit` says the provider refused for a rate or capacity limit."""
+
+    def __init__(self, reason, wait, rate_limit=False):
         super().__init__(reason)
         self.reason = reason
         self.wait = wait
+        self.rate_limit = rate_limit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +747,6 @@ def chat_session(options, task):
     messages = task.conversation() if task.resume else []
     append_turn(messages, "user", task.prompt)
     client = ModelClient(options, api_key, model, task)
-    totals = {"input_tokens": None, "output_tokens": None}
     requests = 0
     turns = 0
     answer = None
@@ -592,10 +754,6 @@ def chat_session(options, task):
         answer = client.answer(messages)
         requests += answer.requests
         turns += 1
-        for name in totals:
-            value = getattr(answer, name)
-            if isinstance(value, int):
-                totals[name] = (totals[name] or 0) + value
         append_turn(messages, "assistant", answer.text)
         follow_ups = task.take_prompts()
         if not follow_ups:
@@ -606,10 +764,8 @@ def chat_session(options, task):
             task.message(text, role="user")
             append_turn(messages, "user", text)
 
-    usage = dict(totals)
-    usage["total_tokens"] = None if None in totals.values() else totals["input_tokens"] + totals["output_tokens"]
     task.result(answer.text, data={
-        "api": options.api, "model": answer.model, "usage": usage, "stop_reason": answer.stop_reason,
+        "api": options.api, "model": answer.model, "usage": client.meter.summary(), "stop_reason": answer.stop_reason,
         "turns": turns, "requests": requests,
     })
 

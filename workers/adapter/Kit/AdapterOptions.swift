@@ -1,6 +1,6 @@
 import DroverWire
 
-/// `drover-adapter KIND [--program PATH] [--heartbeat D] [--grace D] [--linger D] [-- CLI-ARGS...]`
+/// `drover-adapter KIND [--program PATH] [--heartbeat D] [--grace D] [--linger D] [--cli-retries N] [-- CLI-ARGS...]`
 public struct AdapterOptions: Equatable, Sendable {
     public var kind: CLIKind
     /// The CLI program: a path, or a name looked up on PATH.
@@ -14,13 +14,19 @@ public struct AdapterOptions: Equatable, Sendable {
     public var graceMs = 1000
     /// How long the CLI may linger after its final answer before it is stopped.
     public var lingerMs = 5000
+    /// Claude Code: how often the CLI itself retries a failed API call
+    /// (`CLAUDE_CODE_MAX_RETRIES`, unless the environment sets it). Low, so that a rate limit
+    /// reaches drover, whose backoff is shared by the whole pool, within seconds.
+    public var cliRetries = 1
 
     public static let usage = """
-        usage: drover-adapter claude|opencode|codex [--program PATH] [--heartbeat D] [--grace D] [--linger D] [-- CLI-ARGS...]
+        usage: drover-adapter claude|opencode|codex [--program PATH] [--heartbeat D] [--grace D] [--linger D] [--cli-retries N] [-- CLI-ARGS...]
           --program PATH   the CLI to run (default: claude, opencode or codex, found on PATH)
           --heartbeat D    heartbeat interval while the CLI is quiet (default 5s)
           --grace D        SIGTERM-to-SIGKILL grace when stopping the CLI (default 1s)
           --linger D       how long the CLI may run on after its final answer (default 5s)
+          --cli-retries N  claude only: CLAUDE_CODE_MAX_RETRIES for the CLI unless the environment
+                           sets it (default 1: drover's pool-wide backoff governs rate limits)
           -- CLI-ARGS      extra arguments for every CLI run (permissions, sandbox, ...)
         Durations are milliseconds or 1500ms, 90s, 2m.
         """
@@ -65,6 +71,15 @@ public struct AdapterOptions: Equatable, Sendable {
             case "--heartbeat": options.heartbeatMs = try duration(argument)
             case "--grace": options.graceMs = try duration(argument)
             case "--linger": options.lingerMs = try duration(argument)
+            case "--cli-retries":
+                let text = try value(argument)
+                guard let count = Int(text), count >= 0, count <= 100 else {
+                    throw UsageError(description: "--cli-retries: \"\(text)\" is not a whole number from 0 to 100")
+                }
+                guard kind == .claude else {
+                    throw UsageError(description: "--cli-retries is for claude only: \(kind.rawValue) has no retry count the adapter can set")
+                }
+                options.cliRetries = count
             default:
                 throw UsageError(description: "unknown option \"\(argument)\" (CLI arguments go after --)")
             }

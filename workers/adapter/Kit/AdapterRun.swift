@@ -7,6 +7,8 @@ import Glibc
 /// frames on stdout, and ends with exactly one `result` or `error` (none when cancelled).
 /// Follow-up `prompt` frames are queued and each runs as a resumed turn of the same CLI
 /// conversation once the current turn has succeeded; the result is the last turn's answer.
+/// What the CLI reports of its token usage and cost goes out as `usage` frames holding the
+/// task's totals over its turns; rate limits it reports go out as `rate_limit` frames.
 /// Everything happens on one libuv loop; every wait is a timer.
 public final class AdapterRun {
     private enum Phase { case awaitingStart, running, stopping, done }
@@ -22,6 +24,8 @@ public final class AdapterRun {
     private let loop: EventLoop
     private let options: AdapterOptions
     private let environment: [String: String]
+    /// What the CLI runs with: `environment` plus the adapter's settings for it.
+    private let cliEnvironment: [String: String]
     private let output: FrameOutput
     private var input: InputPipe?
     private var decoder = FrameDecoder()
@@ -41,6 +45,12 @@ public final class AdapterRun {
     private var cliSessionID: String?
     private var combinedData = JSONObject()
     private var turns = 0
+    /// Usage of the turns that have ended, and the totals last sent in a `usage` frame.
+    private var endedTurnsUsage: UsageTotals?
+    private var sentUsage: UsageTotals?
+    /// The conversation's cost so far by the CLI's own running count, where it keeps one:
+    /// 0 for a new conversation, nil when unknown.
+    private var costSoFar: Double? = 0
     private var finalSent = false
     private var resultSent = false
 
@@ -61,6 +71,7 @@ public final class AdapterRun {
         self.loop = loop
         self.options = options
         self.environment = environment
+        cliEnvironment = options.kind.environment(environment, cliRetries: options.cliRetries)
         output = FrameOutput(fd: 1)
         translator = options.kind.makeTranslator()
         heartbeatTimer = LoopTimer(loop: loop)
@@ -112,9 +123,12 @@ public final class AdapterRun {
             self.start = start
             var resumeID: String?
             if start.resume, let path = start.transcriptPath {
-                resumeID = (try? FileSystem.read(path)).flatMap { ResumeLookup.cliSessionID(transcript: $0, cli: cli) }
+                let transcript = try? FileSystem.read(path)
+                resumeID = transcript.flatMap { ResumeLookup.cliSessionID(transcript: $0, cli: cli) }
                 if resumeID == nil {
                     output.send(Frames.log("no earlier \(cli) session found in \(path): starting a new \(cli) conversation"))
+                } else {
+                    costSoFar = transcript.flatMap { ResumeLookup.cliTotalCost(transcript: $0, cli: cli) }
                 }
             }
             runTurn(prompt: start.prompt, resume: resumeID)
@@ -144,14 +158,14 @@ public final class AdapterRun {
             fail("cannot run \(cli) in \(workdir): no such folder")
             return
         }
-        translator = options.kind.makeTranslator()
+        translator = options.kind.makeTranslator(costBefore: costSoFar)
         lines = LineSplitter()
         stderrTail = []
         exitStatus = nil
         let invocation = options.kind.invocation(prompt: prompt, model: start.model, resumeSessionID: resume, extra: options.extraArguments)
         let spec = SpawnSpec(
             executable: program, arguments: [program] + invocation.arguments,
-            environment: environment.map { "\($0.key)=\($0.value)" }.sorted(),
+            environment: cliEnvironment.map { "\($0.key)=\($0.value)" }.sorted(),
             workingDirectory: start.workdir.flatMap { $0.isEmpty ? nil : $0 })
         let child: ChildProcess
         do {
@@ -196,11 +210,12 @@ public final class AdapterRun {
             badStream("\(cli) wrote \(which) that is a JSON \(value.typeName), not an object: \(quoted(line))")
             return
         }
-        for frame in translator.translate(object) {
+        for frame in translator.translate(object, nowMs: Clock.wallMs()) {
             if frame["type"]?.stringValue == "session" && frame["cli_session_id"]?.stringValue == cliSessionID { continue }
             output.send(frame)
         }
         if let id = translator.cliSessionID { cliSessionID = id }
+        sendUsageIfChanged()
         if translator.verdict != nil && !lingerTimer.isActive && phase == .running {
             // The answer is in; a CLI that does not leave on its own is stopped.
             lingerTimer.start(after: options.lingerMs) { [weak self] in self?.terminateChild() }
@@ -226,6 +241,18 @@ public final class AdapterRun {
         drainTimer.start(after: Self.drainMs) { [weak self] in self?.child?.abandonOutputs() }
     }
 
+    /// The task's usage so far: the ended turns' and the current one's.
+    private var usageTotals: UsageTotals? {
+        guard let current = translator.runUsage else { return endedTurnsUsage }
+        return endedTurnsUsage.map { $0 + current } ?? current
+    }
+
+    private func sendUsageIfChanged() {
+        guard let totals = usageTotals, totals != sentUsage, !finalSent else { return }
+        sentUsage = totals
+        output.send(totals.frame)
+    }
+
     /// The CLI is reaped and its pipes are closed: decide what the turn means.
     private func turnEnded() {
         killTimer.stop()
@@ -245,6 +272,9 @@ public final class AdapterRun {
                 return
             }
         }
+        sendUsageIfChanged()
+        endedTurnsUsage = usageTotals
+        costSoFar = translator.conversationCostUsd
         let cleanExit = status == 0 && signal == 0
         switch translator.verdict ?? (cleanExit ? translator.verdictAtCleanExit() : nil) {
         case .succeeded(let text, let data)?:
@@ -261,6 +291,8 @@ public final class AdapterRun {
             }
             var data = combinedData
             data["turns"] = JSONValue(turns)
+            // The cost of this task's turns, as the usage frames say (nil: not known for all).
+            if let usage = endedTurnsUsage { data["cost_usd"] = usage.costUsd.map { .number($0) } }
             output.send(["type": "result", "text": .string(text), "data": .object(data)])
             finalSent = true
             resultSent = true

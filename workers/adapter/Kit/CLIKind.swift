@@ -5,12 +5,26 @@ public enum CLIKind: String, CaseIterable, Sendable {
     /// The program looked up on PATH unless `--program` names another.
     public var defaultProgram: String { rawValue }
 
-    public func makeTranslator() -> any StreamTranslator {
+    /// A translator for one run. `costBefore`: the conversation's cost so far by the CLI's own
+    /// running count (0: a new conversation; nil: unknown), for CLIs that keep one.
+    public func makeTranslator(costBefore: Double? = 0) -> any StreamTranslator {
         switch self {
-        case .claude: return ClaudeTranslator()
+        case .claude: return ClaudeTranslator(costBefore: costBefore)
         case .opencode: return OpencodeTranslator()
         case .codex: return CodexTranslator()
         }
+    }
+
+    /// The CLI's environment: the adapter's own, plus what makes drover's pool-wide backoff
+    /// govern rate limits. Claude Code retries a failed API call up to 10 times with its own
+    /// backoff (about 3 minutes, ignoring retry-after) unless `CLAUDE_CODE_MAX_RETRIES` says
+    /// otherwise: it gets `cliRetries` unless the environment already sets it.
+    public func environment(_ base: [String: String], cliRetries: Int) -> [String: String] {
+        var environment = base
+        if self == .claude && environment["CLAUDE_CODE_MAX_RETRIES"] == nil {
+            environment["CLAUDE_CODE_MAX_RETRIES"] = String(cliRetries)
+        }
+        return environment
     }
 
     /// The longest prompt given to Codex as an argument. Linux refuses an exec with any one

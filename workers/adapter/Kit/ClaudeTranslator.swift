@@ -7,19 +7,32 @@ import DroverWire
 /// the API failed), `user` (tool results), `rate_limit_event`, and one closing `result`
 /// (`subtype` `success` or `error_*`, `is_error`, `result` text, `total_cost_usd`, `usage`,
 /// `api_error_status`).
+///
+/// Rate limits: an `api_retry` after HTTP 429 or 529 (the CLI retries by itself, after
+/// `retry_delay_ms`), a `rate_limit_event` whose status says rejected or limited (a
+/// subscription's limit, until `resetsAt`), and a failed result with `api_error_status` 429 or
+/// 529 each become a `rate_limit` frame. Usage: the result's `usage` (this run's tokens) and
+/// `total_cost_usd`, which Claude Code keeps as a running total of the whole conversation
+/// across `--resume` runs: this run's cost is that total less `costBefore`, the total when the
+/// run began (0 for a new conversation; nil when unknown, and then no cost is claimed).
 public struct ClaudeTranslator: StreamTranslator {
     public let cliName = "claude"
     private var session = SessionTracker(cli: "claude")
     private var lastText: String?
     /// The `error` of the last assistant message (`rate_limit`, `server_error`, ...).
     private var assistantError: String?
+    private let costBefore: Double?
     public private(set) var verdict: TurnVerdict?
+    public private(set) var runUsage: UsageTotals?
+    public private(set) var conversationCostUsd: Double?
 
-    public init() {}
+    public init(costBefore: Double? = 0) {
+        self.costBefore = costBefore
+    }
 
     public var cliSessionID: String? { session.id }
 
-    public mutating func translate(_ line: JSONObject) -> [JSONObject] {
+    public mutating func translate(_ line: JSONObject, nowMs: Int64) -> [JSONObject] {
         var frames: [JSONObject] = []
         if let frame = session.saw(line["session_id"]) { frames.append(frame) }
         switch line["type"]?.stringValue {
@@ -27,9 +40,14 @@ public struct ClaudeTranslator: StreamTranslator {
             if line["subtype"]?.stringValue == "api_retry" {
                 let attempt = line["attempt"]?.integer.map(String.init) ?? "?"
                 let most = line["max_retries"]?.integer.map(String.init) ?? "?"
-                let status = line["error_status"]?.integer.map { " (HTTP \($0))" } ?? ""
+                let statusCode = line["error_status"]?.integer
+                let status = statusCode.map { " (HTTP \($0))" } ?? ""
                 let error = line["error"]?.stringValue ?? "error"
-                frames.append(Frames.log("claude is retrying the API, attempt \(attempt) of \(most): \(error)\(status)"))
+                let text = "claude is retrying the API, attempt \(attempt) of \(most): \(error)\(status)"
+                frames.append(Frames.log(text))
+                if RetryClassifier.isRateLimit(status: statusCode) || (statusCode == nil && error == "rate_limit") {
+                    frames.append(Frames.rateLimit(retryAfterMs: line["retry_delay_ms"]?.integer, message: text))
+                }
             }
         case "assistant":
             if let error = line["error"]?.stringValue { assistantError = error }
@@ -62,12 +80,33 @@ public struct ClaudeTranslator: StreamTranslator {
             }
         case "rate_limit_event":
             let info = line["rate_limit_info"]?.objectValue
-            if info?["status"]?.stringValue == "rejected" {
+            let status = info?["status"]?.stringValue?.lowercased() ?? ""
+            if status.hasPrefix("reject") || status.contains("limited") {
                 let kind = info?["rateLimitType"]?.stringValue ?? "rate"
-                frames.append(Frames.log("claude hit its \(kind) limit"))
+                var text = "claude hit its \(kind) limit"
+                var wait: Int?
+                if let resets = info?["resetsAt"]?.numberValue, resets.isFinite, resets > 0 {
+                    // Seconds since the epoch (a value that large can only be milliseconds).
+                    let resetsMs = resets > 1e11 ? resets : resets * 1000
+                    if resetsMs < 9e15 {
+                        let ms = max(0, Int(resetsMs) - Int(nowMs))
+                        wait = ms
+                        text += " (resets in \(Self.describe(ms: ms)))"
+                    }
+                }
+                frames.append(Frames.log(text))
+                frames.append(Frames.rateLimit(retryAfterMs: wait, message: text))
             }
         case "result":
             verdict = resultVerdict(line)
+            runUsage = Self.usage(of: line, costBefore: costBefore)
+            if let total = line["total_cost_usd"]?.numberValue, total.isFinite, total >= 0 {
+                conversationCostUsd = total
+                frames.append(["type": "cli_cost", "cli": "claude", "cli_session_id": JSONValue(session.id), "total_cost_usd": .number(total)])
+            }
+            if case .failed(let message, _)? = verdict, isRateLimitFailure(line) {
+                frames.append(Frames.rateLimit(retryAfterMs: nil, message: message))
+            }
         default:
             break
         }
@@ -76,6 +115,35 @@ public struct ClaudeTranslator: StreamTranslator {
 
     public func verdictAtCleanExit() -> TurnVerdict? { nil }
 
+    /// This run's usage from a `result` line: its `usage` counts this run only, as Anthropic
+    /// counts (input without the cache); the cost is the conversation's total less the total
+    /// before the run; the model is named when the run used one.
+    static func usage(of line: JSONObject, costBefore: Double?) -> UsageTotals? {
+        guard let usage = line["usage"]?.objectValue else { return nil }
+        func count(_ key: String) -> Int { max(0, usage[key]?.integer ?? 0) }
+        var totals = UsageTotals(
+            inputTokens: count("input_tokens"), outputTokens: count("output_tokens"),
+            cacheReadTokens: count("cache_read_input_tokens"), cacheWriteTokens: count("cache_creation_input_tokens"))
+        if let total = line["total_cost_usd"]?.numberValue, total.isFinite, total >= 0, let costBefore {
+            // A total below where the conversation stood can only be a new count (a conversation
+            // the CLI started afresh): then all of it is this run's.
+            totals.costUsd = total >= costBefore ? sum(total, -costBefore) : total
+        }
+        if let models = line["modelUsage"]?.objectValue, models.count == 1 { totals.model = models.keys.first }
+        return totals
+    }
+
+    private func isRateLimitFailure(_ line: JSONObject) -> Bool {
+        let status = line["api_error_status"]?.integer
+        return RetryClassifier.isRateLimit(status: status) || (status == nil && assistantError == "rate_limit")
+    }
+
+    private func failureDetail(_ line: JSONObject) -> String {
+        let errors = (line["errors"]?.arrayValue ?? []).map(\.flattenedText).filter { !$0.isEmpty }
+        let detail = line["result"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? errors.joined(separator: "; ")
+        return detail.isEmpty ? "no detail given" : detail
+    }
+
     private func resultVerdict(_ line: JSONObject) -> TurnVerdict {
         let subtype = line["subtype"]?.stringValue ?? "success"
         let text = line["result"]?.stringValue
@@ -83,16 +151,15 @@ public struct ClaudeTranslator: StreamTranslator {
             var data: JSONObject = ["cli": "claude"]
             data["cli_session_id"] = JSONValue(session.id)
             if let usage = line["usage"] { data["usage"] = usage }
-            if let cost = line["total_cost_usd"] { data["cost_usd"] = cost }
+            if let cost = Self.usage(of: line, costBefore: costBefore)?.costUsd { data["cost_usd"] = .number(cost) }
+            if let total = line["total_cost_usd"] { data["cli_total_cost_usd"] = total }
             for key in ["num_turns", "duration_ms", "duration_api_ms"] {
                 if let value = line[key] { data[key] = value }
             }
             if let models = line["modelUsage"] { data["model_usage"] = models }
             return .succeeded(text: text ?? lastText ?? "", data: data)
         }
-        let errors = (line["errors"]?.arrayValue ?? []).map(\.flattenedText).filter { !$0.isEmpty }
-        var detail = text.flatMap { $0.isEmpty ? nil : $0 } ?? errors.joined(separator: "; ")
-        if detail.isEmpty { detail = "no detail given" }
+        let detail = failureDetail(line)
         let status = line["api_error_status"]?.integer
         let retryable = RetryClassifier.isRetryable(status: status)
             || ["rate_limit", "server_error"].contains(assistantError ?? "")
@@ -101,6 +168,14 @@ public struct ClaudeTranslator: StreamTranslator {
         let labels = (subtype == "success" ? [] : [subtype]) + (status.map { ["HTTP \($0)"] } ?? [])
         let label = labels.isEmpty ? "" : " (\(labels.joined(separator: ", ")))"
         return .failed(message: "claude failed\(label): \(shortened(detail, to: 1000))", retryable: retryable)
+    }
+
+    /// A wait as people say it: "42s", "3m 20s", "4h 5m".
+    static func describe(ms: Int) -> String {
+        let seconds = (ms + 999) / 1000
+        if seconds < 60 { return "\(seconds)s" }
+        if seconds < 3600 { return "\(seconds / 60)m \(seconds % 60)s" }
+        return "\(seconds / 3600)h \((seconds % 3600) / 60)m"
     }
 
     /// A one-line summary of a tool call for `progress.text`.

@@ -7,21 +7,29 @@ import DroverWire
 /// `web_search`, `todo_list`, `error`), `turn.completed` (`usage`), `turn.failed`
 /// (`error.message`), and `error` (a stream error; Codex may still recover, so it decides
 /// nothing by itself). Codex reports tokens but no cost.
+///
+/// Usage: `turn.completed`'s `usage` (`input_tokens`, which counts the cached ones too, as
+/// OpenAI does; `cached_input_tokens`; `output_tokens`). A rate limit: an `error` or
+/// `turn.failed` whose message speaks of one (429, "rate limit", "usage limit", ...) becomes a
+/// `rate_limit` frame, once per message (Codex repeats its last error in `turn.failed`).
 public struct CodexTranslator: StreamTranslator {
     public let cliName = "codex"
     private var session = SessionTracker(cli: "codex")
     private var lastText: String?
     private var lastError: String?
     private var usage: JSONValue?
+    /// The message of the last rate limit reported, so that a repeat is not reported again.
+    private var reportedLimit: String?
     /// Tool items already reported: an item is started, updated and completed, but is one call.
     private var reportedItems: Set<String> = []
     public private(set) var verdict: TurnVerdict?
+    public private(set) var runUsage: UsageTotals?
 
     public init() {}
 
     public var cliSessionID: String? { session.id }
 
-    public mutating func translate(_ line: JSONObject) -> [JSONObject] {
+    public mutating func translate(_ line: JSONObject, nowMs: Int64) -> [JSONObject] {
         var frames: [JSONObject] = []
         switch line["type"]?.stringValue {
         case "thread.started":
@@ -32,6 +40,12 @@ public struct CodexTranslator: StreamTranslator {
             frames += translate(item: item, completed: completed)
         case "turn.completed":
             usage = addingUsage(usage, line["usage"])
+            if let turn = line["usage"]?.objectValue {
+                func count(_ key: String) -> Int { max(0, turn[key]?.integer ?? 0) }
+                let cached = min(count("cached_input_tokens"), count("input_tokens"))
+                runUsage = (runUsage ?? UsageTotals()) + UsageTotals(
+                    inputTokens: count("input_tokens") - cached, outputTokens: count("output_tokens"), cacheReadTokens: cached)
+            }
             var data: JSONObject = ["cli": "codex"]
             data["cli_session_id"] = JSONValue(session.id)
             if let usage { data["usage"] = usage }
@@ -39,10 +53,12 @@ public struct CodexTranslator: StreamTranslator {
         case "turn.failed":
             let message = line["error"]?.objectValue?["message"]?.stringValue ?? lastError ?? "no detail given"
             verdict = .failed(message: "codex failed: \(shortened(message, to: 1000))", retryable: RetryClassifier.isRetryable(text: message))
+            frames += rateLimit(message)
         case "error":
             let message = line["message"]?.stringValue ?? "unknown error"
             lastError = message
             frames.append(Frames.log("codex: \(message)"))
+            frames += rateLimit(message)
         default:
             break
         }
@@ -83,6 +99,12 @@ public struct CodexTranslator: StreamTranslator {
         default:
             return []  // reasoning summaries and plans stay private to the CLI
         }
+    }
+
+    private mutating func rateLimit(_ message: String) -> [JSONObject] {
+        guard RetryClassifier.isRateLimit(text: message), message != reportedLimit else { return [] }
+        reportedLimit = message
+        return [Frames.rateLimit(retryAfterMs: nil, message: "codex: \(message)")]
     }
 
     private mutating func firstSight(_ id: String) -> Bool {

@@ -7,6 +7,11 @@ import DroverWire
 /// (`part.cost`, `part.tokens`), `error` (`error.name`, `error.data.message`, and for API
 /// errors `statusCode` and `isRetryable`), and, in newer releases, a closing `done`. Older
 /// releases end with the process, so a clean exit after some output is success.
+///
+/// Usage: each `step_finish` adds its `tokens` (`input` without the cache, `output`,
+/// `cache.read`, `cache.write`) and `cost`. A rate limit: an `APIError` with status 429 or
+/// 529, or one marked retryable whose message speaks of a limit, becomes a `rate_limit` frame
+/// (with the response's `retry-after-ms` or `retry-after` seconds when it has them).
 public struct OpencodeTranslator: StreamTranslator {
     public let cliName = "opencode"
     private var session = SessionTracker(cli: "opencode")
@@ -17,12 +22,13 @@ public struct OpencodeTranslator: StreamTranslator {
     private var tokens: JSONValue?
     private var sawOutput = false
     public private(set) var verdict: TurnVerdict?
+    public private(set) var runUsage: UsageTotals?
 
     public init() {}
 
     public var cliSessionID: String? { session.id }
 
-    public mutating func translate(_ line: JSONObject) -> [JSONObject] {
+    public mutating func translate(_ line: JSONObject, nowMs: Int64) -> [JSONObject] {
         var frames: [JSONObject] = []
         if let frame = session.saw(line["sessionID"]) { frames.append(frame) }
         sawOutput = true
@@ -48,9 +54,23 @@ public struct OpencodeTranslator: StreamTranslator {
         case "step_finish":
             if let stepCost = part?["cost"]?.numberValue { cost = sum(cost ?? 0, stepCost) }
             tokens = addingUsage(tokens, part?["tokens"])
+            if let step = part?["tokens"]?.objectValue {
+                let cache = step["cache"]?.objectValue
+                func count(_ value: JSONValue?) -> Int { max(0, value?.integer ?? 0) }
+                var usage = runUsage ?? UsageTotals(costUsd: 0)
+                usage.inputTokens += count(step["input"])
+                usage.outputTokens += count(step["output"])
+                usage.cacheReadTokens += count(cache?["read"])
+                usage.cacheWriteTokens += count(cache?["write"])
+                usage.costUsd = cost
+                runUsage = usage
+            }
         case "error":
             guard verdict == nil else { break }
             verdict = failure(line["error"])
+            if case .failed(let message, _)? = verdict, let wait = rateLimitWait(line["error"]) {
+                frames.append(Frames.rateLimit(retryAfterMs: wait.ms, message: message))
+            }
         case "done":
             if verdict == nil { verdict = success() }
         default:
@@ -69,6 +89,24 @@ public struct OpencodeTranslator: StreamTranslator {
         if let tokens { data["usage"] = tokens }
         if let cost { data["cost_usd"] = .number(cost) }
         return .succeeded(text: lastTexts.joined(separator: "\n\n"), data: data)
+    }
+
+    /// Nil unless the error is a rate limit; then the wait the response asked for, if it did.
+    private func rateLimitWait(_ error: JSONValue?) -> RateLimitWait? {
+        let data = error?.objectValue?["data"]?.objectValue
+        let status = data?["statusCode"]?.integer
+        let detail = data?["message"]?.stringValue ?? ""
+        let limited = RetryClassifier.isRateLimit(status: status)
+            || (data?["isRetryable"]?.boolValue == true && RetryClassifier.isRateLimit(text: detail))
+        guard limited else { return nil }
+        let headers = data?["responseHeaders"]?.objectValue
+        func header(_ name: String) -> Double? {
+            guard let text = headers?[name]?.stringValue, let value = Double(text.trimmed()), value.isFinite, value >= 0, value < 9e12 else { return nil }
+            return value
+        }
+        if let ms = header("retry-after-ms") { return RateLimitWait(ms: Int(ms.rounded(.up))) }
+        if let seconds = header("retry-after") { return RateLimitWait(ms: Int((seconds * 1000).rounded(.up))) }
+        return RateLimitWait(ms: nil)
     }
 
     private func failure(_ error: JSONValue?) -> TurnVerdict {

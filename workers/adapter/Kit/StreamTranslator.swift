@@ -7,9 +7,10 @@ public enum TurnVerdict: Equatable, Sendable {
     case failed(message: String, retryable: Bool)
 }
 
-/// Turns one CLI's streaming JSON output into drover frames. Pure: a JSON line in, frames
-/// out, with what it has learnt (the CLI's session id, the turn's verdict) kept as state.
-/// No I/O, so each CLI's format is tested without a process.
+/// Turns one CLI's streaming JSON output into drover frames. Pure: a JSON line (and the time
+/// it was read) in, frames out, with what it has learnt (the CLI's session id, the turn's
+/// verdict, its usage) kept as state. No I/O, no clock, so each CLI's format is tested
+/// without a process.
 public protocol StreamTranslator {
     /// The CLI's name as users know it ("claude"), used in messages and the session frame.
     var cliName: String { get }
@@ -17,11 +18,64 @@ public protocol StreamTranslator {
     var cliSessionID: String? { get }
     /// Set once the stream has reported the turn's final answer or failure.
     var verdict: TurnVerdict? { get }
-    /// Frames for drover from one JSON object line of the stream.
-    mutating func translate(_ line: JSONObject) -> [JSONObject]
+    /// What this run of the CLI has used so far, once it has said (this run only: the adapter
+    /// adds up a task's turns and sends the totals as `usage` frames).
+    var runUsage: UsageTotals? { get }
+    /// The conversation's cost so far by the CLI's own running count, for CLIs that report one
+    /// (Claude Code's `total_cost_usd`): the next turn's starting point.
+    var conversationCostUsd: Double? { get }
+    /// Frames for drover from one JSON object line of the stream, read at `nowMs` (unix ms),
+    /// which turns a reset time into a wait.
+    mutating func translate(_ line: JSONObject, nowMs: Int64) -> [JSONObject]
     /// The verdict when the CLI exits 0 without having stated one: some formats end with
     /// the process rather than with a result line. Nil means "no answer".
     func verdictAtCleanExit() -> TurnVerdict?
+}
+
+extension StreamTranslator {
+    public var conversationCostUsd: Double? { nil }
+}
+
+/// Token usage and cost as drover's `usage` frame counts them: `inputTokens` never includes
+/// cached tokens (they are `cacheReadTokens` and `cacheWriteTokens`), whichever way the CLI
+/// counts. `costUsd` nil: not known (drover then prices the tokens from its config).
+public struct UsageTotals: Equatable, Sendable {
+    public var inputTokens = 0
+    public var outputTokens = 0
+    public var cacheReadTokens = 0
+    public var cacheWriteTokens = 0
+    public var costUsd: Double?
+    public var model: String?
+
+    public init(inputTokens: Int = 0, outputTokens: Int = 0, cacheReadTokens: Int = 0, cacheWriteTokens: Int = 0, costUsd: Double? = nil, model: String? = nil) {
+        self.inputTokens = inputTokens
+        self.outputTokens = outputTokens
+        self.cacheReadTokens = cacheReadTokens
+        self.cacheWriteTokens = cacheWriteTokens
+        self.costUsd = costUsd
+        self.model = model
+    }
+
+    /// Two runs together. A cost is known only if both are; the later model is named.
+    public static func + (earlier: UsageTotals, later: UsageTotals) -> UsageTotals {
+        var cost: Double?
+        if let a = earlier.costUsd, let b = later.costUsd { cost = sum(a, b) }
+        return UsageTotals(
+            inputTokens: earlier.inputTokens + later.inputTokens, outputTokens: earlier.outputTokens + later.outputTokens,
+            cacheReadTokens: earlier.cacheReadTokens + later.cacheReadTokens, cacheWriteTokens: earlier.cacheWriteTokens + later.cacheWriteTokens,
+            costUsd: cost, model: later.model ?? earlier.model)
+    }
+
+    /// The `usage` frame of these totals.
+    public var frame: JSONObject {
+        var frame: JSONObject = [
+            "type": "usage", "input_tokens": JSONValue(inputTokens), "output_tokens": JSONValue(outputTokens),
+            "cache_read_tokens": JSONValue(cacheReadTokens), "cache_write_tokens": JSONValue(cacheWriteTokens),
+        ]
+        if let costUsd { frame["cost_usd"] = .number(costUsd) }
+        if let model { frame["model"] = .string(model) }
+        return frame
+    }
 }
 
 /// Remembers the CLI's session id and announces it (once, and again if it changes) with a
@@ -38,6 +92,11 @@ struct SessionTracker {
         id = text
         return Frames.session(cli: cli, id: text)
     }
+}
+
+/// A rate limit a CLI reported, with the wait it was asked for (nil: none given).
+struct RateLimitWait {
+    var ms: Int?
 }
 
 /// The drover frames the translators produce.
@@ -61,11 +120,34 @@ enum Frames {
     static func log(_ text: String, level: String = "warn") -> JSONObject {
         ["type": "log", "level": .string(level), "text": .string(text)]
     }
+
+    /// The provider refused for a rate or quota limit: drover cools the task's pool down for
+    /// `retryAfterMs` (nil: drover's own backoff).
+    static func rateLimit(retryAfterMs: Int?, message: String) -> JSONObject {
+        var frame: JSONObject = ["type": "rate_limit"]
+        if let retryAfterMs { frame["retry_after_ms"] = JSONValue(max(0, retryAfterMs)) }
+        frame["scope"] = "provider"
+        frame["message"] = .string(shortened(message, to: 1000))
+        return frame
+    }
 }
 
 /// Which failures are worth retrying later: rate limits and overloads (HTTP 429, 529, 5xx),
-/// by status code where the CLI reports one, else by the words CLIs use for them.
+/// by status code where the CLI reports one, else by the words CLIs use for them; and which of
+/// them are rate limits, the provider refusing this account (429, 529 overloaded, quotas),
+/// which cool drover's whole pool down.
 public enum RetryClassifier {
+    public static func isRateLimit(status: Int?) -> Bool {
+        status == 429 || status == 529
+    }
+
+    public static func isRateLimit(text: String) -> Bool {
+        let lower = text.lowercased()
+        let phrases = ["rate limit", "rate_limit", "ratelimit", "rate-limit", "too many requests", "usage limit", "quota", "overloaded"]
+        if phrases.contains(where: { lower.contains($0) }) { return true }
+        return containsNumber(lower, 429) || containsNumber(lower, 529)
+    }
+
     public static func isRetryable(status: Int?) -> Bool {
         guard let status else { return false }
         return status == 408 || status == 429 || (500...599).contains(status)

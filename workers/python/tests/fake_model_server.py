@@ -10,7 +10,12 @@ request's model picks what happens:
     echo (or any other)  a normal answer that repeats the last user message, in small deltas
     rate-limited         429 with retry-after: 1 the first time a conversation is seen, then echo
     rate-limited-date    the same with retry-after as an HTTP date 2 s ahead
-    overloaded           503 (anthropic: 529) with retry-after: 0, every time
+    rate-limited-N       429 with retry-after-ms: 300 the first N times a conversation is seen, then echo;
+                         the error message counts: "slow down (request 2, 3 refused in all)"
+    overloaded           503 (anthropic: 529) with retry-after: 0 and an overloaded_error, every time
+    overloaded-midstream anthropic: message_start, then an overloaded_error event; openai: as overloaded
+    server-error         500 with an api_error (no retry-after), every time
+    cached               echo, with usage that counts 40 cached prompt tokens (anthropic: 8 more written)
     stall                headers and the first event, then silence (for 30 s at most)
     drop                 a few deltas, then the connection is cut mid-chunk
     malformed            a few deltas, then a line that is not JSON
@@ -135,13 +140,22 @@ class Handler(BaseHTTPRequestHandler):
         with log_lock:
             seen_conversations[conversation] = seen_conversations.get(conversation, 0) + 1
             first_time = seen_conversations[conversation] == 1
+            seen = seen_conversations[conversation]
         if model in ("rate-limited", "rate-limited-date") and first_time:
             retry_after = "1" if model == "rate-limited" else email.utils.formatdate(time.time() + 2, usegmt=True)
             self.send_json(429, self.error_body(api, "rate_limit_error", "slow down"), headers=[("retry-after", retry_after)])
             return
-        if model == "overloaded":
+        refusals = re.fullmatch(r"rate-limited-(\d+)", model)
+        if refusals and seen <= int(refusals.group(1)):
+            message = "slow down (request %d, %s refused in all)" % (seen, refusals.group(1))
+            self.send_json(429, self.error_body(api, "rate_limit_error", message), headers=[("retry-after-ms", "300")])
+            return
+        if model == "overloaded" or (model == "overloaded-midstream" and api == "openai"):
             status = 529 if api == "anthropic" else 503
             self.send_json(status, self.error_body(api, "overloaded_error", "Overloaded"), headers=[("retry-after", "0")])
+            return
+        if model == "server-error":
+            self.send_json(500, self.error_body(api, "api_error", "Internal server error"))
             return
 
         self.start_stream()
@@ -189,6 +203,9 @@ class Handler(BaseHTTPRequestHandler):
         event(delta({}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages), "completion_tokens": len(parts)}
+            if model == "cached":
+                usage["prompt_tokens"] += 40
+                usage["prompt_tokens_details"] = {"cached_tokens": 40}
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             event({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model, "choices": [], "usage": usage})
         event("[DONE]")
@@ -199,9 +216,16 @@ class Handler(BaseHTTPRequestHandler):
             self.chunk("event: %s\ndata: %s\n\n" % (name, json.dumps(value)))
 
         input_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        usage = {"input_tokens": input_tokens, "output_tokens": 1}
+        if model == "cached":
+            usage.update(cache_read_input_tokens=40, cache_creation_input_tokens=8)
         event("message_start", {"type": "message_start", "message": {
             "id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}})
+            "stop_reason": None, "stop_sequence": None, "usage": usage}})
+        if model == "overloaded-midstream":
+            event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            self.end_chunks()
+            return
         event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
         event("ping", {"type": "ping"})
         parts = pieces(text)
