@@ -28,7 +28,7 @@ final class AdapterFixture {
         }
         let text = """
             {
-              "background_task": { "killGrace": "1500ms", "minIdleTime": 0 },
+              "background_task": { "killGrace": "1500ms", "minIdleTime": 0, "retries": 0 },  // one attempt: what the adapter says
               "agents": {
                 \(agent("claude", provider: "anthropic")),
                 \(agent("opencode", provider: "opencode")),

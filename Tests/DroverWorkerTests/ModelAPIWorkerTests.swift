@@ -210,7 +210,7 @@ import Testing
             modelAgent("gpt", api: "openai", server: server, options: ["--no-api-key"]),
             modelAgent("claude", api: "anthropic", server: server, options: ["--no-api-key"]),
             agent("nowhere", [PythonWorkers.modelAPI, "--api", "openai", "--base-url", nowhere, "--no-api-key"], provider: "local", model: "echo"),
-        ]), manifest: [
+        ], settings: #""retries": 0"#), manifest: [  // one attempt each: what the worker says, not drover's retries
             #"{"agent": "gpt", "prompt": "hello", "model": "drop"}"#,
             #"{"agent": "claude", "prompt": "hello", "model": "drop"}"#,
             #"{"agent": "gpt", "prompt": "hello", "model": "malformed"}"#,
