@@ -45,6 +45,13 @@ public final class SlotPools {
         var lastLimitAt: UInt64?
         var loweredThisCooldown = false
         var completionsSinceRaise = 0
+        /// At the cooldown's first limit: what ran, and how many of the pool's own workers
+        /// were refused during the cooldown. Their difference is what the provider admitted.
+        var runningAtFirstLimit = 0
+        var refusedThisCooldown = 0
+        /// What the provider was last seen to admit at once; above it the limit is probed
+        /// again only after a quiet minute.
+        var admittedEstimate: Int?
 
         init(id: String, limit: Int) {
             self.id = id
@@ -152,8 +159,9 @@ public final class SlotPools {
     }
 
     /// A worker was refused for a rate limit: the pools cool down until `retryAfterMs` from
-    /// now, or for their backoff, and adapt their limit.
-    public func rateLimited(_ ids: [String], retryAfterMs: Int?, nowMs: UInt64) -> [Cooldown] {
+    /// now, or for their backoff, and adapt their limit. `source` is the refused worker's own
+    /// pool, whose refusals tell how much the provider admits.
+    public func rateLimited(_ ids: [String], source: String? = nil, retryAfterMs: Int?, nowMs: UInt64) -> [Cooldown] {
         var cooldowns: [Cooldown] = []
         for id in ids {
             guard let pool = pools[id] else { continue }
@@ -165,6 +173,11 @@ public final class SlotPools {
             pool.lastLimitAt = nowMs
             let until = nowMs + UInt64(retryAfterMs ?? pool.backoffMs)
             let started = pool.cooldownUntil == nil
+            if started {
+                pool.runningAtFirstLimit = pool.running
+                pool.refusedThisCooldown = 0
+            }
+            if id == source { pool.refusedThisCooldown += 1 }
             guard started || until > pool.cooldownUntil! else { continue }
             pool.cooldownUntil = max(pool.cooldownUntil ?? 0, until)
             if adaptive && !pool.loweredThisCooldown {
@@ -183,6 +196,14 @@ public final class SlotPools {
         guard let pool = pools[id], let until = pool.cooldownUntil, until <= nowMs else { return nil }
         pool.cooldownUntil = nil
         pool.loweredThisCooldown = false
+        if adaptive && pool.refusedThisCooldown > 0 {
+            // What ran when the limits began, less what was refused, is what the provider
+            // admits: a closer decrease than a half (sixteen running, twelve refused: four).
+            let admitted = max(1, pool.runningAtFirstLimit - pool.refusedThisCooldown)
+            pool.admittedEstimate = admitted
+            pool.effective = pool.limit != 0 && admitted >= pool.limit ? nil : admitted
+            pool.completionsSinceRaise = 0
+        }
         return grantWaiters(preferring: pool)
     }
 
@@ -191,8 +212,11 @@ public final class SlotPools {
 
     /// An attempt in the pool completed without a rate limit: after `effective` of those,
     /// the effective limit climbs by one, back to the ceiling. The waiters that gained a slot.
-    public func attemptSucceeded(in id: String) -> [SlotGrant] {
+    public func attemptSucceeded(in id: String, nowMs: UInt64 = 0) -> [SlotGrant] {
         guard let pool = pools[id], let effective = pool.effective, pool.cooldownUntil == nil else { return [] }
+        // At what the provider was seen to admit, probe above it only after a quiet minute:
+        // each probe costs a refusal and a cooldown.
+        if let admitted = pool.admittedEstimate, effective >= admitted, let last = pool.lastLimitAt, nowMs < last + Self.quietMs { return [] }
         pool.completionsSinceRaise += 1
         guard pool.completionsSinceRaise >= effective else { return [] }
         pool.completionsSinceRaise = 0

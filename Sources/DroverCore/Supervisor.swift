@@ -468,7 +468,9 @@ public final class Supervisor {
             task.grant = nil
             var grants = pools.release(grant)
             // Adaptive limits climb back on attempts that complete untroubled by a rate limit.
-            if outcome.status == .completed && !task.lifecycle.lastAttemptRateLimited { grants += pools.attemptSucceeded(in: grant.pool) }
+            if outcome.status == .completed && !task.lifecycle.lastAttemptRateLimited {
+                grants += pools.attemptSucceeded(in: grant.pool, nowMs: loop.nowMs)
+            }
             startGranted(grants)
         }
     }
@@ -515,7 +517,7 @@ public final class Supervisor {
     func rateLimited(_ task: TaskDriver, retryAfterMs: Int?, scope: WorkerFrame.RateLimitScope) {
         let ids = pools.pools(limitedBy: task.pool.id, provider: scope == .provider ? task.record.provider : nil)
         let nowMs = loop.nowMs
-        for cooldown in pools.rateLimited(ids, retryAfterMs: retryAfterMs, nowMs: nowMs) {
+        for cooldown in pools.rateLimited(ids, source: task.pool.id, retryAfterMs: retryAfterMs, nowMs: nowMs) {
             let event = PoolEvent(atMs: Clock.wallMs(), pool: cooldown.pool, status: .cooldown,
                                   untilMs: Clock.wallMs() + Int64(cooldown.untilMs - nowMs), retryAfterMs: retryAfterMs,
                                   limit: pools.usage.first { $0.pool == cooldown.pool }?.limit, effectiveLimit: cooldown.effectiveLimit, taskID: task.id)

@@ -171,6 +171,28 @@ import Testing
         #expect(fixed.rateLimited(["f"], retryAfterMs: 10, nowMs: 0).first?.effectiveLimit == 4, "adaptiveConcurrency off: the limit stays")
     }
 
+    @Test func theLimitSettlesWhereTheProviderAdmitsAndIsProbedAgainAfterAQuietMinute() {
+        let pools = SlotPools()
+        let pool = PoolAssignment(id: "p", limit: 16)
+        let grants = (0..<16).compactMap { pools.request(taskID: "t\($0)", in: pool) }
+        // Sixteen run; twelve are refused during the cooldown: the provider admits four.
+        for i in 0..<12 { _ = pools.rateLimited(["p"], source: "p", retryAfterMs: 1_000, nowMs: UInt64(i)) }
+        #expect(pools.effectiveLimit(of: "p") == 8, "at once: half of what runs")
+        _ = pools.endCooldown("p", nowMs: 1_011)
+        #expect(pools.effectiveLimit(of: "p") == 4, "after it: what the provider admitted")
+        for grant in grants.prefix(12) { _ = pools.release(grant) }
+        // At that estimate, completions raise nothing until a quiet minute has passed...
+        for i in 0..<20 { #expect(pools.attemptSucceeded(in: "p", nowMs: 2_000 + UInt64(i)).isEmpty) }
+        #expect(pools.effectiveLimit(of: "p") == 4)
+        // ...then it probes above, one at a time.
+        for i in 0..<4 { _ = pools.attemptSucceeded(in: "p", nowMs: 70_000 + UInt64(i)) }
+        #expect(pools.effectiveLimit(of: "p") == 5)
+        // A limit refused at five says five was one too many.
+        _ = pools.rateLimited(["p"], source: "p", retryAfterMs: 1_000, nowMs: 80_000)
+        _ = pools.endCooldown("p", nowMs: 81_000)
+        #expect(pools.effectiveLimit(of: "p") == 3, "four running then, one refused")
+    }
+
     @Test func aRetryQueuesAtTheHead() {
         let pools = SlotPools()
         let pool = PoolAssignment(id: "p", limit: 1)
