@@ -256,6 +256,24 @@ import Testing
         }
     }
 
+    @Test func aRateLimitShowsInStatsEventsAndStatus() throws {
+        let d = try DaemonFixture(settings: "\"providerConcurrency\": {\"mock\": 4}")
+        let limited = try d.launch("@rate-limit 1500ms\n@sleep 100ms\n@result fine")
+        _ = try d.ok(["wait", limited])
+        // The pool cools down for 1.5 s: a task launched now waits for it, and says so.
+        let waiting = try d.launch("@result after")
+        let stats = try parseObject(try d.ok(["stats", "--json"]))
+        let pool = try #require(stats["pools"]?.arrayValue?.compactMap(\.objectValue).first { $0["id"] == "provider:mock" })
+        #expect(pool["limit"] == 4 && pool["cooldown_until"]?.stringValue != nil && pool["effective_limit"]?.intValue != nil, "\(pool)")
+        #expect(try d.ok(["stats"]).contains("cooling down for"))
+        #expect(try d.ok(["status"]).contains("pending (waiting for cooldown)"))
+        #expect(try d.task(waiting)["waiting_for"] == "cooldown")
+        _ = try d.ok(["wait", waiting])
+        let events = try d.ok(["events"]).split(separator: "\n").compactMap { try? parseObject(String($0)) }.filter { $0["pool"] != nil }
+        #expect(events.map { $0["status"]?.stringValue ?? "" } == ["cooldown", "cooldown_end"])
+        #expect(events.first?["caused_by"]?.stringValue == limited)
+    }
+
     @Test func aFolderOthersCanWriteIsRefused() throws {
         let d = try DaemonFixture()
         try FileSystem.makeDirectories(d.state)
