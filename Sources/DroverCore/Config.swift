@@ -121,6 +121,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var timers = TimerSettings()
     public var breaker = BreakerSettings()
     public var retry = RetrySettings()
+    public var spendLimits = SpendLimits()
+    /// A task's expected cost, for budgets' admission (else the mean of the agent's completed tasks).
+    public var estimateCostUsd: Double?
     /// `provider/model`s an attempt moves to when its own pool cools down too long (SPEC 11).
     public var fallbackModels: [String] = []
     /// How long a cooldown must still last for the next attempt to take a fallback model.
@@ -154,6 +157,11 @@ public struct DroverConfig: Sendable {
     public var timers = TimerSettings()
     public var breaker = BreakerSettings()
     public var retry = RetrySettings()
+    public var spendLimits = SpendLimits()
+    /// Caps on money and tokens over tasks (SPEC 12).
+    public var budgets: [Budget] = []
+    /// By `provider/model`: the cost of tokens a worker reports without a cost.
+    public var prices: [String: Price] = [:]
     /// A pool's limit is a ceiling: rate limits lower the effective limit, completions raise it (SPEC 11).
     public var adaptiveConcurrency = true
     /// See AgentConfig.fallbackAfter (default 30 s).

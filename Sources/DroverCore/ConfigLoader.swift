@@ -188,6 +188,8 @@ struct ConfigReader {
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxDepth": config.maxDepth = try count(value, path)
             case "adaptiveConcurrency": config.adaptiveConcurrency = try bool(value, path)
+            case "budgets": config.budgets = try readBudgets(value, path)
+            case "prices": config.prices = try readPrices(value, path)
             case "fallbackAfter": config.fallbackAfter = try duration(value, path)
             case "maxBufferedBytes":
                 let n = try size(value, path)
@@ -203,7 +205,7 @@ struct ConfigReader {
                 config.maxFrameBytes = n
             default:
                 if try !readTimer(key, value, path, into: &config.timers), try !readBreaker(key, value, path, into: &config.breaker),
-                   try !readRetry(key, value, path, into: &config.retry) {
+                   try !readRetry(key, value, path, into: &config.retry), try !readSpendLimit(key, value, path, into: &config.spendLimits) {
                     try unknown(path)
                 }
             }
@@ -249,12 +251,13 @@ struct ConfigReader {
                         }
                     }
                 case "fallbackAfter": agent.fallbackAfter = try duration(value, path)
+                case "estimateCostUsd": agent.estimateCostUsd = try money(value, path)
                 case "workdir":
                     guard try string(value, path) == "task" else { throw fail(path, "the only workdir is \"task\" (use cwd for a folder)") }
                     agent.workdirPerTask = true
                 default:
                     if try !readTimer(key, value, path, into: &agent.timers), try !readBreaker(key, value, path, into: &agent.breaker),
-                       try !readRetry(key, value, path, into: &agent.retry) {
+                       try !readRetry(key, value, path, into: &agent.retry), try !readSpendLimit(key, value, path, into: &agent.spendLimits) {
                         throw fail(path, "unknown key")
                     }
                 }

@@ -89,6 +89,9 @@ public final class SlotPools {
     static let maxBackoffMs = 5 * 60_000
     /// A pool without a limit for this long starts its backoff afresh.
     static let quietMs: UInt64 = 60_000
+    /// The longest cooldown, whatever a worker's retry-after says (a quota that resets next
+    /// week must not stop the pool until then: its attempts run out instead).
+    public static let maxCooldownMs = 60 * 60_000
 
     public init(globalLimit: Int = 0, adaptive: Bool = true) {
         self.globalLimit = globalLimit
@@ -171,7 +174,7 @@ public final class SlotPools {
                 pool.backoffMs = Self.firstBackoffMs
             }
             pool.lastLimitAt = nowMs
-            let until = nowMs + UInt64(retryAfterMs ?? pool.backoffMs)
+            let until = nowMs + UInt64(min(retryAfterMs ?? pool.backoffMs, Self.maxCooldownMs))
             let started = pool.cooldownUntil == nil
             if started {
                 pool.runningAtFirstLimit = pool.running

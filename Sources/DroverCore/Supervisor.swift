@@ -71,6 +71,13 @@ public final class Supervisor {
     public var onPoolEvent: ((PoolEvent) -> Void)?
     private var cooldownTimers: [String: LoopTimer] = [:]
 
+    /// Spending against the config's budgets (SPEC 12), rebuilt from usage.jsonl.
+    public let budgets: Budgets
+    /// Tasks whose budget has no room now, in the order they were held back.
+    private var budgetWaiters: [TaskDriver] = []
+    private lazy var budgetTimer = LoopTimer(loop: loop)
+    private var budgetRecheckAtMs: Int64?
+
     public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, policy: PersistencePolicy = .daemon,
                 workingDirectory: String = FileSystem.currentDirectory())
     {
@@ -81,6 +88,9 @@ public final class Supervisor {
         self.policy = policy
         self.workingDirectory = workingDirectory
         pools = SlotPools(globalLimit: config.globalConcurrency, adaptive: config.adaptiveConcurrency)
+        budgets = Budgets(budgets: config.budgets)
+        // Spending windows survive restarts: what usage.jsonl says was spent still counts.
+        for line in UsageLine.read(store.folder) { budgets.record(line) }
         store.beforeCommit = { [weak self] in self?.writeDirtyTasks() }
         store.drainedBelow = config.maxBufferedBytes / 2
         store.onDrained = { [weak self] id in self?.tasks[id]?.outputDrained() }
@@ -120,7 +130,7 @@ public final class Supervisor {
 
     /// Tasks holding a slot (started, or about to start).
     public var runningCount: Int { running.count }
-    public var pendingCount: Int { pools.totalWaiting }
+    public var pendingCount: Int { pools.totalWaiting + budgetWaiters.count }
     /// Slots in use and waiters, per pool.
     public var poolUsage: [SlotPools.Usage] { pools.usage }
     /// Slots in use under the global cap (every pool's together).
@@ -199,6 +209,7 @@ public final class Supervisor {
         task.hasFolder = true
         task.published = snapshot
         insert(task)
+        if snapshot.status == .completed { budgets.completed(agent: snapshot.agent, usage: snapshot.usage) }
     }
 
     /// The retry rule a request's tasks get (task over agent over config).
@@ -264,7 +275,8 @@ public final class Supervisor {
             timers: timers, maxToolCalls: breaker.maxToolCalls, maxRepeatedToolCalls: breaker.maxRepeatedToolCalls,
             maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
             resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
-            resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved)
+            resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved,
+            spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)))
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool)
         return (snapshot, settings, plan)
     }
@@ -348,6 +360,7 @@ public final class Supervisor {
         while !granted.isEmpty {
             let grant = granted.removeFirst()
             guard !draining, let task = tasks[grant.taskID] else { continue }
+            guard admitsUnderBudgets(task, grant) else { continue }
             task.grant = grant
             running.insert(task.id)
             task.feed(.slotGranted(slot: grant.slot))
@@ -452,6 +465,9 @@ public final class Supervisor {
         running.remove(task.id)
         dirty.remove(task.id)
         let record = task.record
+        if outcome.status == .completed { budgets.completed(agent: record.agent, usage: record.usage) }
+        budgetWaiters.removeAll { $0 === task }
+        releaseReservation(of: task)
         if outcome.status == .completed { store.writeResult(task.id, text: outcome.resultText ?? "") }
         if !task.hasFolder {
             store.makeTaskDirectory(task.id)
@@ -481,6 +497,7 @@ public final class Supervisor {
     func attemptEnded(_ task: TaskDriver, _ outcome: Outcome) {
         running.remove(task.id)
         dirty.remove(task.id)
+        releaseReservation(of: task)
         if let choice = fallback(for: task) {
             task.pool = choice.assignment
             task.feed(.moveTo(choice.model))
@@ -508,6 +525,81 @@ public final class Supervisor {
             return (ModelChoice(provider: parts[0], model: parts[1], key: name, pool: assignment.id), assignment)
         }
         return nil
+    }
+
+    // MARK: usage and budgets
+
+    /// A worker's usage frame: priced (from `prices` when it gave no cost), counted against the
+    /// budgets, appended to usage.jsonl, then handed back to its lifecycle.
+    func usageReported(_ task: TaskDriver, _ figures: WorkerFrame.UsageFigures) {
+        let record = task.record
+        let price = record.provider.flatMap { provider in record.model.flatMap { config.prices["\(provider)/\($0)"] } }
+        let usage = TaskUsage(figures, price: price)
+        let line = UsageLine(atMs: Clock.wallMs(), taskID: record.id, attempt: record.attempt, agent: record.agent,
+                             provider: record.provider, model: record.model, totals: usage)
+        budgets.record(line)
+        store.append(store.root + "/usage.jsonl", line.line)
+        task.feed(.usage(usage))
+        guard !budgets.isEmpty else { return }
+        // A hard budget, once passed, ends the running tasks it covers.
+        for budget in budgets.hardBudgetsPassed(by: spender(record), nowMs: line.atMs) {
+            for id in running {
+                guard let other = tasks[id], budget.scope.covers(agent: other.record.agent, provider: other.record.provider, model: other.record.model) else { continue }
+                cancel(id, reason: .budget, message: "the hard budget \(budget.name) (\(budget.scope)) is spent")
+            }
+        }
+    }
+
+    private func spender(_ record: TaskSnapshot) -> Budgets.Spender {
+        Budgets.Spender(agent: record.agent, provider: record.provider, model: record.model)
+    }
+
+    /// At a slot's grant: the task may start only if every budget covering it has room for
+    /// it. Else the slot goes back and the task waits (waiting_for budget), or ends
+    /// cancelled(budget) when the spent amount alone leaves no room.
+    private func admitsUnderBudgets(_ task: TaskDriver, _ grant: SlotGrant) -> Bool {
+        guard !budgets.isEmpty else { return true }
+        let record = task.record
+        let estimate = budgets.estimate(agent: record.agent, fixedCostUsd: task.plan.agent.estimateCostUsd)
+        switch budgets.admission(of: task.id, spender(record), estimate: estimate, nowMs: Clock.wallMs()) {
+        case .fits:
+            budgets.reserve(task.id, spender(record), estimate: estimate)
+            return true
+        case .wait(_, let untilMs):
+            granted.append(contentsOf: pools.release(grant))
+            budgetWaiters.append(task)
+            task.feed(.waiting(.budget))
+            if let untilMs { armBudgetRecheck(atWallMs: untilMs) }
+            return false
+        case .refuse(_, let message):
+            granted.append(contentsOf: pools.release(grant))
+            task.feed(.cancel(.budget, message: message))
+            return false
+        }
+    }
+
+    private func releaseReservation(of task: TaskDriver) {
+        guard !budgets.isEmpty else { return }
+        budgets.release(task.id)
+        recheckBudgetWaiters()
+    }
+
+    /// Room may have come (a reservation released, spend left a window): the held-back
+    /// tasks queue again at the head of their pools, where their grant checks again.
+    private func recheckBudgetWaiters() {
+        guard !budgetWaiters.isEmpty, !draining else { return }
+        let waiting = budgetWaiters
+        budgetWaiters = []
+        for task in waiting.reversed() where !task.record.status.isTerminal { enqueue(task, atHead: true) }
+    }
+
+    private func armBudgetRecheck(atWallMs untilMs: Int64) {
+        if let armed = budgetRecheckAtMs, armed <= untilMs, budgetTimer.isActive { return }
+        budgetRecheckAtMs = untilMs
+        budgetTimer.start(after: max(0, Int(untilMs - Clock.wallMs()))) { [weak self] in
+            self?.budgetRecheckAtMs = nil
+            self?.recheckBudgetWaiters()
+        }
     }
 
     // MARK: rate limits

@@ -15,7 +15,7 @@ public enum TaskReason: String, Sendable {
     // error
     case exitCode = "exit_code", signal, spawn, `protocol`, workerError = "worker_error", lost
     // cancelled
-    case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown
+    case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown, budget
     // pending again: an attempt ended and the next one waits
     case retry
 
@@ -23,7 +23,7 @@ public enum TaskReason: String, Sendable {
         switch self {
         case .result, .idle, .stable, .exit: .completed
         case .exitCode, .signal, .spawn, .protocol, .workerError, .lost: .error
-        case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown: .cancelled
+        case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown, .budget: .cancelled
         case .retry: .pending
         }
     }
@@ -102,8 +102,12 @@ public struct AttemptRecord: Sendable, Equatable {
     public var status: TaskStatus
     public var reason: TaskReason
     public var error: String?
+    /// What the attempt spent (its last usage frame's totals).
+    public var usage: TaskUsage
 
-    public init(number: Int, provider: String?, model: String?, startedMs: Int64?, endedMs: Int64, status: TaskStatus, reason: TaskReason, error: String?) {
+    public init(number: Int, provider: String?, model: String?, startedMs: Int64?, endedMs: Int64, status: TaskStatus, reason: TaskReason, error: String?,
+                usage: TaskUsage = TaskUsage()) {
+        self.usage = usage
         self.number = number
         self.provider = provider
         self.model = model
@@ -119,6 +123,7 @@ public struct AttemptRecord: Sendable, Equatable {
             "n": .number(Double(number)), "provider": JSONValue(provider), "model": JSONValue(model),
             "started_at": startedMs.map { .string(Clock.rfc3339(ms: $0)) } ?? .null, "ended_at": .string(Clock.rfc3339(ms: endedMs)),
             "status": .string(status.rawValue), "reason": .string(reason.rawValue), "error": JSONValue(error),
+            "usage": .object(usage.json),
         ]
     }
 
@@ -130,7 +135,7 @@ public struct AttemptRecord: Sendable, Equatable {
         else { return nil }
         self.init(number: number, provider: object["provider"]?.stringValue, model: object["model"]?.stringValue,
                   startedMs: object["started_at"]?.stringValue.flatMap(Clock.parseRFC3339), endedMs: ended, status: status, reason: reason,
-                  error: object["error"]?.stringValue)
+                  error: object["error"]?.stringValue, usage: TaskUsage(json: object["usage"]?.objectValue ?? [:]))
     }
 }
 
@@ -161,6 +166,8 @@ public struct TaskSnapshot: Sendable {
     public var attempt = 0
     /// Every finished attempt, oldest first.
     public var attempts: [AttemptRecord] = []
+    /// What the task spent: the sum over its attempts (failed and cancelled ones included).
+    public var usage = TaskUsage()
     public var reason: TaskReason?
     public var error: String?
     public var createdMs: Int64
@@ -202,6 +209,7 @@ public struct TaskSnapshot: Sendable {
             "last_update": time(progress.lastUpdateMs),
         ]
         object["attempts"] = .array(attempts.map(\.json))
+        object["usage"] = .object(usage.json)
         object["result_path"] = JSONValue(resultPath)
         object["ttl_ms"] = .number(Double(ttlMs))
         object["pool"] = .string(pool)
@@ -212,7 +220,7 @@ public struct TaskSnapshot: Sendable {
 
     static let knownKeys: Set<String> = [
         "id", "session_id", "agent", "provider", "model", "key", "description", "prompt", "status", "waiting_for", "attempt", "reason", "error",
-        "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "attempts", "result_path",
+        "created_at", "started_at", "ended_at", "duration_ms", "pid", "exit_code", "signal", "progress", "attempts", "usage", "result_path",
         "ttl_ms", "pool", "slot",
     ]
 
@@ -234,6 +242,7 @@ public struct TaskSnapshot: Sendable {
         waitingFor = object["waiting_for"]?.stringValue.flatMap(WaitReason.init)
         attempt = object["attempt"]?.intValue ?? 0
         attempts = object["attempts"]?.arrayValue?.compactMap(AttemptRecord.init(json:)) ?? []
+        usage = TaskUsage(json: object["usage"]?.objectValue ?? [:])
         reason = object["reason"]?.stringValue.flatMap(TaskReason.init)
         error = object["error"]?.stringValue
         createdMs = time("created_at") ?? 0

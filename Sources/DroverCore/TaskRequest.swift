@@ -17,6 +17,8 @@ public struct TaskRequest: Sendable, Equatable {
     public var breaker = BreakerSettings()
     /// Per-task retry overrides.
     public var retry = RetrySettings()
+    /// Per-task caps on money and tokens.
+    public var spendLimits = SpendLimits()
     /// Per-task resource limits, over the agent's.
     public var limits = ResourceLimits()
     /// Run in a fresh private folder under the task's folder (nil: as the agent says).
@@ -67,6 +69,7 @@ extension TaskRequest {
         }
         for (name, value) in timers.json().members { object[name] = value }
         for (name, value) in retry.json().members { object[name] = value }
+        for (name, value) in spendLimits.json().members { object[name] = value }
         for (name, value) in [("maxToolCalls", breaker.maxToolCalls), ("maxRepeatedToolCalls", breaker.maxRepeatedToolCalls),
                               ("maxTranscriptBytes", breaker.maxTranscriptBytes)] {
             if let value { object[name] = .number(Double(value)) }

@@ -17,7 +17,7 @@ extension TaskRequest {
     static let timerKeys = TimerSettings.durationKeys.map(\.0) + ["stablePolls"]
     static let breakerKeys = ["maxToolCalls", "maxRepeatedToolCalls", "maxTranscriptBytes"]
     static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl"]
-        + timerKeys + breakerKeys + ConfigReader.retryKeys
+        + timerKeys + breakerKeys + ConfigReader.retryKeys + SpendLimits.keys
 
     public static func keys(for source: TaskRequestSource) -> [String] {
         switch source {
@@ -104,6 +104,9 @@ extension TaskRequest {
             }
             for key in ConfigReader.retryKeys {
                 if let value = fields.value(key) { _ = try reader.readRetry(key, value, key, into: &request.retry) }
+            }
+            for key in SpendLimits.keys {
+                if let value = fields.value(key) { _ = try reader.readSpendLimit(key, value, key, into: &request.spendLimits) }
             }
             if let ttl = fields.value("ttl") { request.timers.taskTtl = try reader.duration(ttl, "ttl") }
         } catch {

@@ -193,6 +193,13 @@ import Testing
         #expect(pools.effectiveLimit(of: "p") == 3, "four running then, one refused")
     }
 
+    @Test func noCooldownLastsLongerThanAnHour() {
+        let pools = SlotPools()
+        _ = pools.request(taskID: "a", in: PoolAssignment(id: "p", limit: 2))
+        let until = pools.rateLimited(["p"], retryAfterMs: 2_306_203_426_088, nowMs: 1_000).first?.untilMs
+        #expect(until == 1_000 + UInt64(SlotPools.maxCooldownMs))
+    }
+
     @Test func aRetryQueuesAtTheHead() {
         let pools = SlotPools()
         let pool = PoolAssignment(id: "p", limit: 1)

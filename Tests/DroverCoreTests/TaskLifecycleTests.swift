@@ -376,6 +376,14 @@ import Testing
         #expect(t.lifecycle.lastAttemptRateLimited)
     }
 
+    @Test func aRetryAfterOfDaysWaitsNoLongerThanTheBackoffsMaximum() {
+        var t = Self.retrying(backoff: Backoff(initialMs: 2_000, multiplier: 2, maxMs: 300_000, jitter: 0))
+        t.start()
+        t.at(1, .frame(.rateLimit(retryAfterMs: 7 * 86_400_000, scope: .provider, message: "weekly quota")))
+        t.at(2, .frame(.error(message: "quota", retryable: true)))
+        #expect(t.exitAndClose(at: 3, code: 1).last == .arm(.retry, atMs: 3 + 300_000))
+    }
+
     @Test func backoffGrowsPerAttemptUpToItsMaximum() {
         let backoff = Backoff(initialMs: 1_000, multiplier: 3, maxMs: 5_000, jitter: 0.5)
         #expect(backoff.delayMs(beforeAttempt: 2, spread: 0) == 1_000)

@@ -130,6 +130,8 @@ final class TaskDriver {
             supervisor.attemptEnded(self, outcome)
         case .requeue:
             supervisor.requeue(self)
+        case .usageReported(let figures):
+            supervisor.usageReported(self, figures)
         case .end(let outcome):
             for timer in timers.values { timer.stop() }
             timers = [:]

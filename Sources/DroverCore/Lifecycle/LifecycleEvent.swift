@@ -100,6 +100,8 @@ public enum LifecycleEvent: Sendable, Equatable {
     case waiting(WaitReason)
     /// The next attempt runs on another model (a fallback while its own pool cools down).
     case moveTo(ModelChoice)
+    /// The running attempt's totals so far, priced (from its latest `usage` frame).
+    case usage(TaskUsage)
 }
 
 /// A model for an attempt, with the pool it counts against.
@@ -147,6 +149,8 @@ public enum LifecycleEffect: Sendable, Equatable {
     case attemptEnded(Outcome)
     /// Join the pool's queue again, at its head.
     case requeue
+    /// The worker reported its attempt's totals: price them, count them, then say `usage`.
+    case usageReported(WorkerFrame.UsageFigures)
     /// The task is over: release its slot, write its files, report once they are durable.
     case end(Outcome)
 }

@@ -21,6 +21,8 @@ public struct LifecycleSettings: Sendable, Equatable {
     public var resultPath: String?
     /// When an attempt that ended is tried again.
     public var retry: RetryPolicy
+    /// The task's own caps on money and tokens.
+    public var spendLimits: SpendLimits
 
     /// How long a worker whose task is decided may take to exit on its own.
     public static let exitGraceMs = 1000
@@ -30,8 +32,10 @@ public struct LifecycleSettings: Sendable, Equatable {
 
     public init(timers: ResolvedTimers, maxToolCalls: Int = 0, maxRepeatedToolCalls: Int = 0, maxTranscriptBytes: Int = 0,
                 raw: Bool = false, promptInArguments: Bool = false, resume: Bool = false, transcriptPath: String? = nil,
-                workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none)
+                workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none,
+                spendLimits: SpendLimits = SpendLimits())
     {
+        self.spendLimits = spendLimits
         self.resultPath = resultPath
         self.retry = retry
         self.timers = timers
@@ -90,12 +94,18 @@ public struct TaskLifecycle: Sendable {
         /// A `rate_limit` frame came, with its retry-after if it had one.
         var rateLimited = false
         var retryAfterMs: Int?
+        /// What the attempt has spent so far.
+        var usage = TaskUsage()
     }
+
+    /// What the attempts before the running one spent.
+    private var endedAttemptsUsage = TaskUsage()
 
     /// The last attempt to end saw a `rate_limit` frame (adaptive limits count the others).
     public private(set) var lastAttemptRateLimited = false
 
     public init(record: TaskSnapshot, settings: LifecycleSettings, now: Moment) {
+        endedAttemptsUsage = record.usage
         var record = record
         record.status = .pending
         record.waitingFor = .slot
@@ -214,6 +224,8 @@ public struct TaskLifecycle: Sendable {
             guard case .pending = phase, record.waitingFor != reason, record.waitingFor != .retry || !armed.contains(.retry) else { break }
             record.waitingFor = reason
             effects.append(.recordProgress)
+        case .usage(let usage):
+            spent(usage, now, &effects)
         case .moveTo(let choice):
             guard case .pending = phase else { break }
             record.provider = choice.provider
@@ -351,7 +363,9 @@ public struct TaskLifecycle: Sendable {
             effects.append(.rateLimited(retryAfterMs: retryAfterMs, scope: scope))
         case .log(let level, let text):
             effects.append(.log(level: level, text: text))
-        case .hello, .heartbeat, .usage, .unknown:
+        case .usage(let figures):
+            effects.append(.usageReported(figures))
+        case .hello, .heartbeat, .unknown:
             break  // activity, kept in the transcript
         }
         record.progress.lastUpdateMs = now.wallMs
@@ -532,7 +546,8 @@ public struct TaskLifecycle: Sendable {
         if let path = child.cgroupPath { record.extra["cgroup"] = .string(path) }
         record.attempts.append(AttemptRecord(
             number: record.attempt, provider: record.provider, model: record.model, startedMs: record.startedMs, endedMs: now.wallMs,
-            status: outcome.status, reason: outcome.reason, error: outcome.status == .completed ? nil : outcome.message))
+            status: outcome.status, reason: outcome.reason, error: outcome.status == .completed ? nil : outcome.message, usage: run.usage))
+        endedAttemptsUsage = endedAttemptsUsage + run.usage
         lastAttemptRateLimited = run.rateLimited
         if let why = Self.retryReason(outcome, run), settings.retry.retryOn.contains(why), record.attempt <= settings.retry.retries {
             retry(after: outcome, run, jitter: child.jitter, now, &effects)
@@ -541,11 +556,30 @@ public struct TaskLifecycle: Sendable {
         }
     }
 
+    /// The attempt's totals so far: the task's usage is the sum over its attempts, and a
+    /// task that passes its own cap is cancelled(budget) at once.
+    private mutating func spent(_ usage: TaskUsage, _ now: Moment, _ effects: inout [LifecycleEffect]) {
+        switch phase {
+        case .running(var run):
+            phase = .ended
+            run.usage = usage
+            phase = .running(run)
+        case .stopping(var run, let outcome):
+            run.usage = usage
+            phase = .stopping(run, outcome)
+        default:
+            return
+        }
+        record.usage = endedAttemptsUsage + usage
+        effects.append(.recordProgress)
+        if let passed = settings.spendLimits.passed(by: record.usage) { decide(Outcome(.budget, message: passed), now, &effects) }
+    }
+
     /// Why an attempt that ended this way could be tried again; nil when it never is
     /// (completed, or ended by a cancel, a ttl, a budget, a shutdown or a rule).
     static func retryReason(_ outcome: Outcome, _ run: Run) -> RetryReason? {
         switch outcome.reason {
-        case .result, .idle, .stable, .exit, .user, .ttl, .queuedTtl, .circuitBreaker, .shutdown, .spawn, .retry:
+        case .result, .idle, .stable, .exit, .user, .ttl, .queuedTtl, .circuitBreaker, .shutdown, .budget, .spawn, .retry:
             return nil
         case .lost:
             return .lost
@@ -568,7 +602,10 @@ public struct TaskLifecycle: Sendable {
     private mutating func retry(after outcome: Outcome, _ run: Run, jitter: Double, _ now: Moment, _ effects: inout [LifecycleEffect]) {
         for timer in LifecycleTimer.allCases where armed.contains(timer) { effects.append(.disarm(timer)) }
         armed = []
-        let delay = max(settings.retry.backoff.delayMs(beforeAttempt: record.attempt + 1, spread: jitter), run.retryAfterMs ?? 0)
+        // A worker's retry-after counts up to the backoff's maximum: past it, the attempts run
+        // out rather than hold the task for days.
+        let retryAfter = min(run.retryAfterMs ?? 0, settings.retry.backoff.maxMs)
+        let delay = max(settings.retry.backoff.delayMs(beforeAttempt: record.attempt + 1, spread: jitter), retryAfter)
         phase = .pending(since: now.monotonicMs)
         record.status = .pending
         record.reason = .retry
