@@ -159,14 +159,17 @@ public final class BatchRun {
             object["duration_ms"] = s.endedMs != nil ? s.durationMs.map { .number(Double($0)) } ?? .null : .null
             object["exit_code"] = s.exitCode.map { .number(Double($0)) } ?? .null
             object["result_path"] = JSONValue(s.resultPath)
+            object["usage"] = .object(s.usage.json)
             if row.carriedOver { object["resumed"] = true }
             tasks.append(.object(object))
         }
+        let spent = summary.rows.reduce(TaskUsage()) { $0 + $1.snapshot.usage }
         let document: JSONObject = [
             "started_at": .string(Clock.rfc3339(ms: startMs)), "wall_ms": .number(Double(summary.wallMs)),
             "total": .number(Double(c.total)),
             "counts": ["completed": .number(Double(c.completed)), "error": .number(Double(c.error)), "cancelled": .number(Double(c.cancelled))],
             "resumed": .number(Double(summary.rows.filter(\.carriedOver).count)),
+            "usage": .object(spent.json),
             "exit_code": .number(Double(summary.exitCode)),
             "tasks": .array(tasks),
         ]

@@ -240,8 +240,12 @@ public struct StatsReply: ControlReply {
     /// Its open descriptors once it was up and before its first task: an idle daemon
     /// leaking none is back at this figure (without the connection that asks).
     public var baselineDescriptors: Int
+    /// Each budget's standing: spent, reserved and remaining (`Budgets.Standing`'s members).
+    public var budgets: [JSONObject] = []
 
-    public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int, baselineDescriptors: Int) {
+    public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int, baselineDescriptors: Int,
+                budgets: [JSONObject] = []) {
+        self.budgets = budgets
         self.baselineDescriptors = baselineDescriptors
         self.pid = pid
         self.running = running
@@ -265,6 +269,7 @@ public struct StatsReply: ControlReply {
         tasks = try number("tasks", in: fields)
         openDescriptors = try number("open_fds", in: fields)
         baselineDescriptors = try number("baseline_fds", in: fields)
+        budgets = (try fields.array("budgets") ?? []).compactMap(\.objectValue)
         pools = []
         for (index, item) in (try fields.required("pools", fields.array)).enumerated() {
             guard case .object(let object) = item else { throw fields.mismatch("pools[\(index)]", "an object", item) }
@@ -285,7 +290,8 @@ public struct StatsReply: ControlReply {
         }
         return ["type": "ok", "pid": .number(Double(pid)), "running": .number(Double(running)), "pending": .number(Double(pending)),
                 "slots_in_use": .number(Double(slotsInUse)), "tasks": .number(Double(tasks)), "pools": .array(pools),
-                "open_fds": .number(Double(openDescriptors)), "baseline_fds": .number(Double(baselineDescriptors))]
+                "open_fds": .number(Double(openDescriptors)), "baseline_fds": .number(Double(baselineDescriptors)),
+                "budgets": .array(budgets.map { .object($0) })]
     }
 }
 

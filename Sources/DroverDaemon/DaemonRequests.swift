@@ -70,7 +70,7 @@ extension DaemonServer {
         reply(connection, StatsReply(
             pid: Int(getpid()), running: supervisor.runningCount, pending: supervisor.pendingCount, slotsInUse: supervisor.slotsInUse,
             tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1,
-            baselineDescriptors: baselineDescriptors))
+            baselineDescriptors: baselineDescriptors, budgets: supervisor.budgets.standings(nowMs: wallMs).map(\.json)))
     }
 
     // MARK: launch and continue

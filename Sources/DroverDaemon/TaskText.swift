@@ -57,6 +57,7 @@ public enum TaskText {
             lines.append("Status: \(TaskText.status(task))")
             if let error = task["error"]?.stringValue { lines.append("Error: \(error)") }
         }
+        if let usage = usage(task) { lines.append("Usage: \(usage)") }
         lines += ["", "---", "", result ?? ""]
         return lines.joined(separator: "\n")
     }
@@ -72,8 +73,20 @@ public enum TaskText {
             lines.append("\(pad("progress:", 13)) \(progress["messages"]?.intValue ?? 0) messages, \(progress["tool_calls"]?.intValue ?? 0) tool calls"
                 + (progress["last_tool"]?.stringValue.map { ", last tool \($0)" } ?? ""))
         }
+        if let usage = self.usage(task) { lines.append("\(pad("usage:", 13)) \(usage)") }
         if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
         return lines.joined(separator: "\n")
+    }
+
+    /// "$0.0123, 1200 input and 340 output tokens", or nil when the task spent nothing.
+    public static func usage(_ task: JSONObject) -> String? {
+        guard let object = task["usage"]?.objectValue else { return nil }
+        let usage = TaskUsage(json: object)
+        guard !usage.isZero else { return nil }
+        var text = "$\(Budgets.money(usage.costUsd)), \(usage.inputTokens) input and \(usage.outputTokens) output tokens"
+        if usage.cacheReadTokens + usage.cacheWriteTokens > 0 { text += " (\(usage.cacheReadTokens) read from the cache, \(usage.cacheWriteTokens) written to it)" }
+        if let attempts = task["attempts"]?.arrayValue, attempts.count > 1 { text += ", over \(attempts.count) attempts" }
+        return text
     }
 
     /// A transcript line as readable text.

@@ -27,7 +27,15 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .customLong("halt-on-error"), help: "On the first task in error, cancel the others and stop.")
     var haltOnError = false
 
+    @Option(name: .customLong("max-cost"), help: "A budget for the batch in US dollars: once it has no room for a task, the task ends cancelled(budget).")
+    var maxCost: Double?
+
+    @Option(name: .customLong("max-tokens"), help: "A budget for the batch in tokens (input + output), the same way.")
+    var maxTokens: Int?
+
     func validate() throws {
+        if let maxCost, !(maxCost.isFinite && maxCost >= 0) { throw ValidationError("--max-cost: expected an amount of US dollars of 0 or more") }
+        if let maxTokens, maxTokens < 0 { throw ValidationError("--max-tokens: expected a number of tokens of 0 or more") }
         if resume && results == nil {
             throw ValidationError("--resume needs --results FOLDER: the folder of the run to resume")
         }
@@ -36,7 +44,12 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         let supervision = startSupervising()
         if supervision.pid == nil { Terminal.error("drover: warning: \(supervision.summary)") }
-        let config = try common.loadSupervisingConfig()
+        var config = try common.loadSupervisingConfig()
+        if maxCost != nil || maxTokens != nil {
+            // A batch cannot wait for a window to roll: its budget is the whole run, and a task
+            // it has no room for is cancelled.
+            config.budgets.append(Budget(name: "batch", scope: .all, costUsd: maxCost, tokens: maxTokens, windowMs: nil, onExhausted: .cancel))
+        }
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.read(file)
@@ -87,6 +100,10 @@ struct RunCommand: ParsableCommand {
         let resumed = summary.rows.filter(\.carriedOver).count
         Terminal.out("drover run: \(c.total) task\(c.total == 1 ? "" : "s") in \(Terminal.seconds(summary.wallMs)): "
             + "\(c.completed) completed\(resumed > 0 ? " (\(resumed) from an earlier run)" : ""), \(c.error) error, \(c.cancelled) cancelled")
+        let spent = summary.rows.reduce(TaskUsage()) { $0 + $1.snapshot.usage }
+        if !spent.isZero {
+            Terminal.out("Spent: $\(Budgets.money(spent.costUsd)), \(spent.inputTokens) input and \(spent.outputTokens) output tokens")
+        }
         let unfinished = summary.rows.filter { $0.snapshot.status != .completed }
         if !unfinished.isEmpty {
             Terminal.out("")

@@ -31,6 +31,7 @@ struct StatsCommand: ParsableCommand {
             }
             lines.append(line)
         }
+        for budget in answer.budgets { lines.append("budget " + UsageCommand.standing(budget)) }
         Terminal.out(lines.joined(separator: "\n"))
     }
 }

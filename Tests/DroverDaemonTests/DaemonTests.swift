@@ -274,6 +274,32 @@ import Testing
         #expect(events.first?["caused_by"]?.stringValue == limited)
     }
 
+    @Test func aBudgetsWindowSurvivesARestartAndUsageReportsIt() throws {
+        let d = try DaemonFixture(settings: """
+            "budgets": [{"name": "daily", "scope": "agent:explore", "costUsd": 0.5, "window": "1h"}]
+            """)
+        let spender = try d.launch("@usage 1000 200 0.6\n@result spent")
+        _ = try d.ok(["wait", spender])
+        #expect(try d.task(spender)["usage"]?.objectValue?["cost_usd"] == .number(0.6))
+        // A new daemon rebuilds the window from usage.jsonl: the budget is still spent.
+        _ = try d.ok(["shutdown"])
+        let held = try d.launch("@result held back")
+        #expect(eventually { (try? d.task(held)["waiting_for"]) == "budget" }, "after a restart the spent window was forgotten")
+        #expect(try d.ok(["status"]).contains("pending (waiting for budget)"))
+        let other = try d.launch("@result another scope", agent: "librarian")
+        _ = try d.ok(["wait", other])
+        let stats = try parseObject(try d.ok(["stats", "--json"]))
+        let budget = try #require(stats["budgets"]?.arrayValue?.first?.objectValue)
+        #expect(budget["name"] == "daily" && budget["spent_usd"] == .number(0.6) && budget["remaining_usd"] == .number(0))
+        let report = try d.ok(["usage", "--by", "agent"])
+        #expect(report.contains("| explore") && report.contains("0.6"), "\(report)")
+        #expect(report.contains("Budget daily (agent:explore, per 1h 00m): $0.6 spent"), "\(report)")
+        let json = try parseObject(try d.ok(["usage", "--by", "day", "--json"]))
+        #expect(json["total"]?.objectValue?["cost_usd"] == .number(0.6) && json["rows"]?.arrayValue?.count == 1)
+        #expect(try d.run(["usage", "--by", "color"]).status == 2)
+        _ = try d.ok(["cancel", held])
+    }
+
     @Test func aFolderOthersCanWriteIsRefused() throws {
         let d = try DaemonFixture()
         try FileSystem.makeDirectories(d.state)
