@@ -37,6 +37,9 @@ import Testing
                 #expect(second["result_data"]?.objectValue?["cost_usd"] == 0.0107, "\(second)")
                 let transcript = try readLines(f.state + "/tasks/\(second["id"]?.stringValue ?? "?")/transcript.jsonl")
                 #expect(transcript.last { $0["type"] == "usage" }?["cost_usd"] == 0.0107)
+                // And so does the task's own usage, which budgets count.
+                let firstUsage = try f.task(first)["usage"]?.objectValue?["cost_usd"]
+                #expect(second["usage"]?.objectValue?["cost_usd"] == 0.0107 && firstUsage == 0.0423)
             }
         }
         let tasks = try ids.map { try f.task($0) }
