@@ -31,16 +31,16 @@ public final class Supervisor {
     /// Where tasks without a `cwd` run.
     public var workingDirectory: String
     let pools: SlotPools
-    private var tasks: [String: TaskDriver] = [:]
+    var tasks: [String: TaskDriver] = [:]
     /// Every task id, oldest first, and each session's.
     private var order: [String] = []
     private var sessions: [String: [String]] = [:]
     private var dirty: Set<String> = []
-    private var granted: [SlotGrant] = []
+    var granted: [SlotGrant] = []
     private var startingGranted = false
-    private var draining = false
+    var draining = false
     /// Tasks holding a slot.
-    private var running: Set<String> = []
+    var running: Set<String> = []
     /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
     private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
     private var unwrittenStartHead = 0
@@ -69,14 +69,14 @@ public final class Supervisor {
 
     /// A pool's cooldown began or ended (it is in events.jsonl too).
     public var onPoolEvent: ((PoolEvent) -> Void)?
-    private var cooldownTimers: [String: LoopTimer] = [:]
+    var cooldownTimers: [String: LoopTimer] = [:]
 
     /// Spending against the config's budgets (SPEC 12), rebuilt from usage.jsonl.
     public let budgets: Budgets
     /// Tasks whose budget has no room now, in the order they were held back.
-    private var budgetWaiters: [TaskDriver] = []
-    private lazy var budgetTimer = LoopTimer(loop: loop)
-    private var budgetRecheckAtMs: Int64?
+    var budgetWaiters: [TaskDriver] = []
+    lazy var budgetTimer = LoopTimer(loop: loop)
+    var budgetRecheckAtMs: Int64?
 
     public init(loop: EventLoop, config: DroverConfig, store: ResultStore, launch: WorkerLaunch, policy: PersistencePolicy = .daemon,
                 workingDirectory: String = FileSystem.currentDirectory())
@@ -296,7 +296,7 @@ public final class Supervisor {
     }
 
     /// Its pool's queue: a grant at once, or a wait that says why.
-    private func enqueue(_ task: TaskDriver, atHead: Bool) {
+    func enqueue(_ task: TaskDriver, atHead: Bool) {
         if let grant = pools.request(taskID: task.id, in: task.pool, provider: task.record.provider, atHead: atHead) {
             startGranted([grant])
         } else {
@@ -353,7 +353,7 @@ public final class Supervisor {
 
     /// Starts granted tasks one after another; a start that fails at once frees its slot,
     /// whose grant joins the same list instead of recursing.
-    private func startGranted(_ grants: [SlotGrant]) {
+    func startGranted(_ grants: [SlotGrant]) {
         granted.append(contentsOf: grants)
         guard !startingGranted else { return }
         startingGranted = true
@@ -377,76 +377,6 @@ public final class Supervisor {
         }
         store.appendEvent(TaskEvent(task.record, atMs: Clock.wallMs()))
         store.whenJournaled { [weak task] in task?.feed(.startRecorded) }
-    }
-
-    struct StartedWorker {
-        let child: ChildProcess
-        let cgroup: String?
-    }
-
-    struct SpawnFailure: Error {
-        let message: String
-    }
-
-    /// Builds the worker's command line and environment and starts it.
-    func spawnWorker(for task: TaskDriver) -> Result<StartedWorker, SpawnFailure> {
-        let record = task.record
-        let plan = task.plan
-        let promptFile = store.taskDirectory(record.id) + "/prompt.txt"
-        if plan.cwdIsPrivate {
-            do {
-                try store.folder.makeFolder(store.relative(plan.cwd) ?? plan.cwd)
-            } catch {
-                return .failure(SpawnFailure(message: "cannot create the task's working folder: \(error)"))
-            }
-        }
-        if plan.arguments.contains(where: { $0.contains("{prompt_file}") }) {
-            do {
-                try store.createTaskDirectoryNow(record.id)
-                try store.folder.write("tasks/\(record.id)/prompt.txt", Array(record.prompt.utf8))
-            } catch {
-                return .failure(SpawnFailure(message: "cannot write the prompt file: \(error)"))
-            }
-        }
-        let values: [String: String] = [
-            "prompt": record.prompt, "prompt_file": promptFile, "task_id": record.id, "session_id": record.sessionID,
-            "agent": record.agent, "provider": record.provider ?? "", "model": record.model ?? "", "workdir": plan.cwd,
-        ]
-        let argv = WorkerLaunch.fillPlaceholders(plan.arguments, values: values)
-        if let index = argv.firstIndex(where: { $0.utf8.contains(0) }) {
-            return .failure(SpawnFailure(message: "cannot start \(argv[0]): argument \(index) holds a NUL byte, which no program can be given"))
-        }
-        guard let program = launch.locate(argv[0]) else {
-            return .failure(SpawnFailure(message: "cannot start \(argv[0]): not found beside drover (\(launch.programDirectories.joined(separator: ", "))) or on PATH"))
-        }
-        guard FileSystem.isDirectory(plan.cwd) else {
-            return .failure(SpawnFailure(message: "cannot start \(argv[0]): its working folder \(plan.cwd) does not exist"))
-        }
-        let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
-        let environment = launch.childEnvironment(
-            passEnv: plan.agent.passEnv, taskEnv: plan.env,
-            taskVariables: [
-                "DROVER_TASK_ID": record.id, "DROVER_SESSION_ID": record.sessionID, "DROVER_SLOT": String(record.slot ?? 0),
-                "DROVER_DEPTH": String(depth), "DROVER_AGENT": record.agent, "DROVER_ATTEMPT": String(record.attempt),
-            ])
-        var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: plan.cwd)
-        var cgroup: String?
-        if !plan.limits.isEmpty {
-            // Limits are set between fork and exec by a helper that then becomes the worker.
-            guard let helper = launch.locate("drover-limits") else {
-                return .failure(SpawnFailure(message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))
-            }
-            spec.executable = helper
-            cgroup = TaskCgroups.make(taskID: record.id, limits: plan.limits)
-            let joining = cgroup.map { ["--cgroup", $0] } ?? []
-            spec.arguments = ["drover-limits"] + joining + plan.limits.helperArguments + ["--", program] + argv.dropFirst()
-        }
-        do {
-            return .success(StartedWorker(child: try ChildProcess.spawn(loop: loop, spec: spec), cgroup: cgroup))
-        } catch {
-            if let cgroup { TaskCgroups.remove(cgroup, loop: loop) }
-            return .failure(SpawnFailure(message: error.description))
-        }
     }
 
     // MARK: state changes
@@ -510,136 +440,6 @@ public final class Supervisor {
             task.grant = nil
             startGranted(pools.release(grant))
         }
-    }
-
-    private func fallback(for task: TaskDriver) -> (model: ModelChoice, assignment: PoolAssignment)? {
-        let after = task.plan.agent.fallbackAfter ?? config.fallbackAfter
-        guard !task.plan.agent.fallbackModels.isEmpty, let until = pools.cooldownUntil(task.pool.id), until > loop.nowMs + UInt64(after) else {
-            return nil
-        }
-        for name in task.plan.agent.fallbackModels {
-            let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { continue }
-            let assignment = config.pool(provider: parts[0], model: parts[1], key: name)
-            guard assignment.id != task.pool.id, pools.cooldownUntil(assignment.id) == nil else { continue }
-            return (ModelChoice(provider: parts[0], model: parts[1], key: name, pool: assignment.id), assignment)
-        }
-        return nil
-    }
-
-    // MARK: usage and budgets
-
-    /// A worker's usage frame: priced (from `prices` when it gave no cost), counted against the
-    /// budgets, appended to usage.jsonl, then handed back to its lifecycle.
-    func usageReported(_ task: TaskDriver, _ figures: WorkerFrame.UsageFigures) {
-        let record = task.record
-        let price = record.provider.flatMap { provider in record.model.flatMap { config.prices["\(provider)/\($0)"] } }
-        let usage = TaskUsage(figures, price: price)
-        let line = UsageLine(atMs: Clock.wallMs(), taskID: record.id, attempt: record.attempt, agent: record.agent,
-                             provider: record.provider, model: record.model, totals: usage)
-        budgets.record(line)
-        store.append(store.root + "/usage.jsonl", line.line)
-        task.feed(.usage(usage))
-        guard !budgets.isEmpty else { return }
-        // A hard budget, once passed, ends the running tasks it covers.
-        for budget in budgets.hardBudgetsPassed(by: spender(record), nowMs: line.atMs) {
-            for id in running {
-                guard let other = tasks[id], budget.scope.covers(agent: other.record.agent, provider: other.record.provider, model: other.record.model) else { continue }
-                cancel(id, reason: .budget, message: "the hard budget \(budget.name) (\(budget.scope)) is spent")
-            }
-        }
-    }
-
-    private func spender(_ record: TaskSnapshot) -> Budgets.Spender {
-        Budgets.Spender(agent: record.agent, provider: record.provider, model: record.model)
-    }
-
-    /// At a slot's grant: the task may start only if every budget covering it has room for
-    /// it. Else the slot goes back and the task waits (waiting_for budget), or ends
-    /// cancelled(budget) when the spent amount alone leaves no room.
-    private func admitsUnderBudgets(_ task: TaskDriver, _ grant: SlotGrant) -> Bool {
-        guard !budgets.isEmpty else { return true }
-        let record = task.record
-        let estimate = budgets.estimate(agent: record.agent, fixedCostUsd: task.plan.agent.estimateCostUsd)
-        switch budgets.admission(of: task.id, spender(record), estimate: estimate, nowMs: Clock.wallMs()) {
-        case .fits:
-            budgets.reserve(task.id, spender(record), estimate: estimate)
-            return true
-        case .wait(_, let untilMs):
-            granted.append(contentsOf: pools.release(grant))
-            budgetWaiters.append(task)
-            task.feed(.waiting(.budget))
-            if let untilMs { armBudgetRecheck(atWallMs: untilMs) }
-            return false
-        case .refuse(_, let message):
-            granted.append(contentsOf: pools.release(grant))
-            task.feed(.cancel(.budget, message: message))
-            return false
-        }
-    }
-
-    private func releaseReservation(of task: TaskDriver) {
-        guard !budgets.isEmpty else { return }
-        budgets.release(task.id)
-        recheckBudgetWaiters()
-    }
-
-    /// Room may have come (a reservation released, spend left a window): the held-back
-    /// tasks queue again at the head of their pools, where their grant checks again.
-    private func recheckBudgetWaiters() {
-        guard !budgetWaiters.isEmpty, !draining else { return }
-        let waiting = budgetWaiters
-        budgetWaiters = []
-        for task in waiting.reversed() where !task.record.status.isTerminal { enqueue(task, atHead: true) }
-    }
-
-    private func armBudgetRecheck(atWallMs untilMs: Int64) {
-        if let armed = budgetRecheckAtMs, armed <= untilMs, budgetTimer.isActive { return }
-        budgetRecheckAtMs = untilMs
-        budgetTimer.start(after: max(0, Int(untilMs - Clock.wallMs()))) { [weak self] in
-            self?.budgetRecheckAtMs = nil
-            self?.recheckBudgetWaiters()
-        }
-    }
-
-    // MARK: rate limits
-
-    /// A worker was refused for a rate limit: its pool, or every pool of its provider, cools
-    /// down (no new attempt starts in it), and adapts its limit. Running tasks go on.
-    func rateLimited(_ task: TaskDriver, retryAfterMs: Int?, scope: WorkerFrame.RateLimitScope) {
-        let ids = pools.pools(limitedBy: task.pool.id, provider: scope == .provider ? task.record.provider : nil)
-        let nowMs = loop.nowMs
-        for cooldown in pools.rateLimited(ids, source: task.pool.id, retryAfterMs: retryAfterMs, nowMs: nowMs) {
-            let event = PoolEvent(atMs: Clock.wallMs(), pool: cooldown.pool, status: .cooldown,
-                                  untilMs: Clock.wallMs() + Int64(cooldown.untilMs - nowMs), retryAfterMs: retryAfterMs,
-                                  limit: pools.usage.first { $0.pool == cooldown.pool }?.limit, effectiveLimit: cooldown.effectiveLimit, taskID: task.id)
-            store.appendPoolEvent(event)
-            onPoolEvent?(event)
-            armCooldownEnd(cooldown.pool, at: cooldown.untilMs)
-            if cooldown.started {
-                for id in pools.waiters(in: cooldown.pool) { tasks[id]?.feed(.waiting(.cooldown)) }
-            }
-        }
-    }
-
-    private func armCooldownEnd(_ pool: String, at untilMs: UInt64) {
-        let timer = cooldownTimers[pool] ?? LoopTimer(loop: loop)
-        cooldownTimers[pool] = timer
-        timer.start(after: untilMs > loop.nowMs ? Int(untilMs - loop.nowMs) : 0) { [weak self] in self?.cooldownMayEnd(pool) }
-    }
-
-    private func cooldownMayEnd(_ pool: String) {
-        loop.refreshTime()
-        guard let grants = pools.endCooldown(pool, nowMs: loop.nowMs) else {
-            if let until = pools.cooldownUntil(pool) { armCooldownEnd(pool, at: until) }  // made longer meanwhile
-            return
-        }
-        let event = PoolEvent(atMs: Clock.wallMs(), pool: pool, status: .cooldownEnd, limit: pools.usage.first { $0.pool == pool }?.limit,
-                              effectiveLimit: pools.effectiveLimit(of: pool))
-        store.appendPoolEvent(event)
-        onPoolEvent?(event)
-        for id in pools.waiters(in: pool) { tasks[id]?.feed(.waiting(.slot)) }
-        startGranted(grants)
     }
 
     /// The task's worker did something worth showing in task.json; written with the batch.
