@@ -19,11 +19,12 @@ import Glibc
 final class FileWriter: @unchecked Sendable {
     enum Job: Sendable {
         case makeDirectory(String)
-        case append(path: String, bytes: [UInt8])
+        /// `owner`: the task whose output it is.
+        case append(path: String, bytes: [UInt8], owner: String? = nil)
         /// Atomic replacement; the content is built on the writer thread.
         case replace(path: String, content: @Sendable () -> [UInt8])
         /// A line of events.jsonl; `afterFiles` for a task's end (or a line announcing a file).
-        case journal(line: [UInt8], afterFiles: Bool)
+        case journal(line: [UInt8], afterFiles: Bool, owner: String? = nil)
     }
 
     struct Progress: Sendable {
@@ -33,6 +34,8 @@ final class FileWriter: @unchecked Sendable {
         var attempted: UInt64 = 0
         /// Every write of the batches up to this one is on disk.
         var durable: UInt64 = 0
+        /// Every append of the batches up to this one has been tried, a backlog's too.
+        var flushed: UInt64 = 0
         var errors: [FileError] = []
         /// Batches written together whose writes did not all succeed, with why.
         var failedBatches: [(ClosedRange<UInt64>, [FileError])] = []
@@ -153,14 +156,27 @@ final class FileWriter: @unchecked Sendable {
         var replaceOrder: [String] = []
         var replaces: [String: (sequence: UInt64, content: @Sendable () -> [UInt8])] = [:]
         var finalJournal: [(UInt64, [UInt8])] = []
+        /// Who appends to each path, and how much each owner appends this round.
+        var appendOwners: [String: Set<String>] = [:]
+        var unownedAppends: Set<String> = []
+        var ownerBytes: [String: Int] = [:]
+        /// Owners whose task ends (or announces its file) this round.
+        var closingOwners: Set<String> = []
 
         mutating func add(_ job: Job, _ sequence: UInt64) {
             switch job {
-            case .journal(let line, let afterFiles):
+            case .journal(let line, let afterFiles, let owner):
                 if afterFiles { finalJournal.append((sequence, line)) } else { earlyJournal.append((sequence, line)) }
+                if afterFiles, let owner { closingOwners.insert(owner) }
             case .makeDirectory(let path):
                 directories.append((sequence, path))
-            case .append(let path, let bytes):
+            case .append(let path, let bytes, let owner):
+                if let owner {
+                    appendOwners[path, default: []].insert(owner)
+                    ownerBytes[owner, default: 0] += bytes.count
+                } else {
+                    unownedAppends.insert(path)
+                }
                 if appends[path] == nil {
                     appendOrder.append(path)
                     appends[path] = (sequence, bytes)
@@ -174,7 +190,19 @@ final class FileWriter: @unchecked Sendable {
                 replaces[path] = (sequence, content)
             }
         }
+
+        /// Paths whose appends may wait until after this round's files and ends: all of them
+        /// output of tasks that write much and do not end now (a flood), so that a backlog
+        /// never holds up other tasks' records (SPEC 16.5). A task's own end still follows
+        /// all its output, since an ending owner's appends are never deferred.
+        func deferrable(_ path: String) -> Bool {
+            guard !unownedAppends.contains(path), let owners = appendOwners[path] else { return false }
+            return owners.allSatisfy { !closingOwners.contains($0) && (ownerBytes[$0] ?? 0) >= FileWriter.deferredAppendBytes }
+        }
     }
+
+    /// An owner appending at least this much in a round is a backlog whose appends go last.
+    static let deferredAppendBytes = 256 << 10
 
     private func write(_ batches: [(sequence: UInt64, jobs: [Job])]) {
         var round = Round()
@@ -193,7 +221,7 @@ final class FileWriter: @unchecked Sendable {
             if fresh?.contains(sequence) == true { failures.append(error) }
             let waitsForAFolder = error.code == ENOENT && missingFolders.contains(FileSystem.dirname(of: job.path))
             guard FileSystem.isLackOfSpace(error) || waitsForAFolder else { return }
-            if case .append(_, let bytes) = job {
+            if case .append(_, let bytes, _) = job {
                 // Kept within a bound, so a worker flooding a full disk cannot grow drover's memory.
                 guard retainedAppendBytes + bytes.count <= Self.maxRetainedAppendBytes else {
                     failures.append(FileError(path: job.path, operation: "hold more for later (64 MiB already wait for room): dropped \(bytes.count) bytes of", code: error.code))
@@ -207,7 +235,7 @@ final class FileWriter: @unchecked Sendable {
         // 1. What must be durable before a worker starts.
         if !round.earlyJournal.isEmpty {
             if let error = appendJournal(round.earlyJournal.flatMap(\.1)) {
-                for (sequence, line) in round.earlyJournal { failed(error, .journal(line: line, afterFiles: false), sequence) }
+                for (sequence, line) in round.earlyJournal { failed(error, .journal(line: line, afterFiles: false, owner: nil), sequence) }
             }
         }
         let last = batches.last?.sequence
@@ -225,7 +253,8 @@ final class FileWriter: @unchecked Sendable {
                 failed(error, .makeDirectory(path), sequence)
             }
         }
-        for path in round.appendOrder {
+        let deferred = round.appendOrder.filter(round.deferrable)
+        for path in round.appendOrder where !round.deferrable(path) {
             let (sequence, bytes) = round.appends[path]!
             do { try folder.append(relative(path), bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
         }
@@ -260,17 +289,33 @@ final class FileWriter: @unchecked Sendable {
         let finalLines = round.finalJournal.filter { blocked == nil || $0.0 < blocked! }
         let waiting = round.finalJournal.filter { blocked != nil && $0.0 >= blocked! }
         if !finalLines.isEmpty, let error = appendJournal(finalLines.flatMap(\.1)) {
-            for (sequence, line) in finalLines { failed(error, .journal(line: line, afterFiles: true), sequence) }
+            for (sequence, line) in finalLines { failed(error, .journal(line: line, afterFiles: true, owner: nil), sequence) }
         }
         // An end whose batch still waits for room waits with it, in order.
-        for (sequence, line) in waiting { retained.append(Retained(sequence: sequence, job: .journal(line: line, afterFiles: true))) }
+        for (sequence, line) in waiting { retained.append(Retained(sequence: sequence, job: .journal(line: line, afterFiles: true, owner: nil))) }
 
         let earliestRetained = retained.map(\.sequence).min()
         lock.withLock {
             if let last { progress.attempted = max(progress.attempted, last) }
             progress.durable = earliestRetained.map { $0 - 1 } ?? progress.attempted
+            if deferred.isEmpty { progress.flushed = progress.attempted }
             progress.errors.append(contentsOf: failures)
             if let fresh, !failures.isEmpty { progress.failedBatches.append((fresh, failures)) }
+        }
+        notify()
+
+        // 5. A backlog's output, now that everything else of the round is done.
+        guard !deferred.isEmpty else { return }
+        failures = []
+        for path in deferred {
+            let (sequence, bytes) = round.appends[path]!
+            do { try folder.append(relative(path), bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
+        }
+        let stillRetained = retained.map(\.sequence).min()
+        lock.withLock {
+            if let stillRetained { progress.durable = min(progress.durable, stillRetained - 1) }
+            progress.flushed = progress.attempted
+            progress.errors.append(contentsOf: failures)
         }
         notify()
     }
@@ -299,7 +344,7 @@ final class FileWriter: @unchecked Sendable {
 extension FileWriter.Job {
     var path: String {
         switch self {
-        case .makeDirectory(let path), .append(let path, _), .replace(let path, _): path
+        case .makeDirectory(let path), .append(let path, _, _), .replace(let path, _): path
         case .journal: "events.jsonl"
         }
     }

@@ -46,6 +46,7 @@ public final class ResultStore {
     private var journalWaiters = Waiters<() -> Void>()
     private var writeWaiters = Waiters<([FileError]) -> Void>()
     private var durableWaiters = Waiters<() -> Void>()
+    private var flushWaiters = Waiters<() -> Void>()
     private var ownerBatches: [(sequence: UInt64, bytes: [String: Int])] = []
     private var unwritten: [String: Int] = [:]
 
@@ -138,7 +139,7 @@ public final class ResultStore {
 
     /// Appends to a file; `owner` is the task whose output it is (counted until written).
     public func append(_ path: String, _ bytes: [UInt8], owner: String? = nil) {
-        batch.append(.append(path: path, bytes: bytes))
+        batch.append(.append(path: path, bytes: bytes, owner: owner))
         if let owner {
             batchOwners[owner, default: 0] += bytes.count
             unwritten[owner, default: 0] += bytes.count
@@ -149,7 +150,7 @@ public final class ResultStore {
     /// queued task whose task.json it announces), is written after them; anything else
     /// before them, synced, so a worker can start on it.
     public func appendEvent(_ event: TaskEvent, afterFiles: Bool = false) {
-        batch.append(.journal(line: event.line, afterFiles: afterFiles || event.status.isTerminal))
+        batch.append(.journal(line: event.line, afterFiles: afterFiles || event.status.isTerminal, owner: event.taskID))
     }
 
     /// A pool's line of events.jsonl (a cooldown's start or end).
@@ -178,6 +179,13 @@ public final class ResultStore {
         uv_ref(asHandle(wakeup))
     }
 
+    /// Runs `action` once every append requested so far has been tried (a busy worker's
+    /// output included, which may go after other tasks' files): what reads a transcript waits for.
+    public func whenFlushed(_ action: @escaping () -> Void) {
+        flushWaiters.collecting.append(action)
+        uv_ref(asHandle(wakeup))
+    }
+
     /// Runs `action` once every write requested so far, and everything before it, is on disk
     /// (after a full disk, only once there was room for all of it).
     public func whenDurable(_ action: @escaping () -> Void) {
@@ -189,13 +197,14 @@ public final class ResultStore {
     /// whose progress changed, once per batch rather than once per frame).
     public var beforeCommit: () -> Void = {}
 
-    private var hasWaiters: Bool { !journalWaiters.isEmpty || !writeWaiters.isEmpty || !durableWaiters.isEmpty }
+    private var hasWaiters: Bool { !journalWaiters.isEmpty || !writeWaiters.isEmpty || !durableWaiters.isEmpty || !flushWaiters.isEmpty }
 
     /// Hands the collected batch to the writer thread.
     public func commit() {
         loop.assertOnLoopThread()
         beforeCommit()
         let waiting = !journalWaiters.collecting.isEmpty || !writeWaiters.collecting.isEmpty || !durableWaiters.collecting.isEmpty
+            || !flushWaiters.collecting.isEmpty
         guard !batch.isEmpty || waiting, !closed else { return }
         let sequence = writer.submit(batch)
         batch = []
@@ -206,6 +215,7 @@ public final class ResultStore {
         journalWaiters.commit(sequence)
         writeWaiters.commit(sequence)
         durableWaiters.commit(sequence)
+        flushWaiters.commit(sequence)
     }
 
     private func collectProgress() {
@@ -214,8 +224,9 @@ public final class ResultStore {
         let journaled = journalWaiters.take(through: progress.journaled)
         let written = writeWaiters.take(through: progress.attempted)
         let durable = durableWaiters.take(through: progress.durable)
+        let flushed = flushWaiters.take(through: progress.flushed)
         var drained: [String] = []
-        while let first = ownerBatches.first, first.sequence <= progress.attempted {
+        while let first = ownerBatches.first, first.sequence <= progress.flushed {
             ownerBatches.removeFirst()
             for (owner, bytes) in first.bytes {
                 let before = unwritten[owner] ?? 0
@@ -231,6 +242,7 @@ public final class ResultStore {
         }
         for owner in drained { onDrained(owner) }
         for (_, action) in durable { action() }
+        for (_, action) in flushed { action() }
     }
 
     /// Holds or releases the writer thread: while held, batches queue and nothing is written

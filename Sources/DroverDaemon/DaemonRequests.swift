@@ -289,7 +289,7 @@ extension DaemonServer {
     /// The lines of a file (all, or the first `lines`) once what was asked for so far is
     /// written, read off the loop thread; then `end`.
     private func streamFile(_ path: String, lines: Int? = nil, to connection: ControlConnection, end: @escaping (ControlConnection) -> Void) {
-        store.whenWritten { [unowned self] in
+        store.whenFlushed { [unowned self] in
             guard !connection.isClosed else { return }
             let streamer = LineFileStreamer(
                 loop: self.loop, path: path, maxLines: lines, chunkBytes: LineFileStreamer.chunkBytes(self.config),

@@ -51,7 +51,7 @@ final class TranscriptFollower {
 
     private func readFile() {
         let wanted = fileLines - linesRead
-        daemon.store.whenWritten { [self] in
+        daemon.store.whenFlushed { [self] in
             guard !connection.isClosed else { return }
             streamer = LineFileStreamer(
                 loop: daemon.loop, path: daemon.store.transcriptFile(taskID), from: fileOffset, maxLines: wanted,
