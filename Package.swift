@@ -85,6 +85,13 @@ let package = Package(
             dependencies: ["DroverAdapterKit", "DroverCore", "DroverWire", "DroverTestSupport"],
             exclude: ["Fixtures"]
         ),
+        // The real agent CLIs (Claude Code, Codex's app-server; scripts/fetch-agent-clis.sh
+        // brings them) driven through drover against fake model APIs on loopback.
+        .testTarget(
+            name: "DroverRealAgentTests",
+            dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"],
+            exclude: ["Fakes"]
+        ),
         // --- end of agent CLI adapters
         // Figures for BENCHMARKS.md (bench/run.sh builds and runs it in release mode).
         .executableTarget(
