@@ -455,11 +455,14 @@ class Task:
             self._prompts.append(text)
             self._changed.notify_all()
 
-    def _cancel(self, reason: str) -> bool:
-        """Marks the task cancelled; False if it already was."""
+    def _cancel(self, reason: str, announce=None) -> bool:
+        """Marks the task cancelled; False if it already was. `announce` runs first, so that
+        what it says is out before a handler that sees the cancel can end the process."""
         with self._changed:
             if self.cancelled.is_set():
                 return False
+            if announce is not None:
+                _call_quietly(announce)
             self.cancel_reason = reason
             self.cancelled.set()
             callbacks, self._cancel_callbacks = self._cancel_callbacks, []
@@ -564,8 +567,7 @@ def serve(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, s
     task = Task(start, writer)
 
     def stop(reason):
-        if task._cancel(reason):
-            _say("stopping: %s" % reason)
+        if task._cancel(reason, announce=lambda: _say("stopping: %s" % reason)):
             exit_later = threading.Timer(cancel_grace, _exit_after_grace, args=(reason, cancel_grace))
             exit_later.daemon = True
             exit_later.start()
