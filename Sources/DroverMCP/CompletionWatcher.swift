@@ -3,8 +3,8 @@ import DroverDaemon
 import DroverWire
 import Synchronization
 
-/// Tells the MCP client when a task it launched in the background ends: exactly one
-/// notification per task, however it ended. One `events --follow` stream from
+/// Follows the ends of the tasks the MCP server launched in the background: `notify`
+/// hears of each task's end exactly once, however it ended. One `events --follow` stream from
 /// the daemon, opened before the first launch (so no end can slip past) and opened again
 /// after the daemon went away; on reopening, tasks that ended meanwhile are found by
 /// asking for their status.
@@ -18,9 +18,13 @@ final class CompletionWatcher: Sendable {
     struct Ending: Sendable {
         let taskID: String
         let sessionID: String
-        let status: String
+        let status: TaskStatus
         let reason: String?
         let watched: Watched
+
+        var ending: TaskEnding {
+            TaskEnding(taskID: taskID, description: watched.description, agent: watched.agent, status: status, reason: reason)
+        }
     }
 
     private struct State {
@@ -104,7 +108,7 @@ final class CompletionWatcher: Sendable {
     }
 
     private func report(_ event: TaskEvent, _ watched: Watched) {
-        notify(Ending(taskID: event.taskID, sessionID: event.sessionID, status: event.status.rawValue, reason: event.reason?.rawValue, watched: watched))
+        notify(Ending(taskID: event.taskID, sessionID: event.sessionID, status: event.status, reason: event.reason?.rawValue, watched: watched))
     }
 
     private func reportEndedMeanwhile() async {

@@ -5,12 +5,15 @@ import MCP
 import Synchronization
 
 /// `drover mcp`: the tools delegate_task, background_output and background_cancel
-/// (SPEC section 9) over MCP, each a request to the daemon.
+/// (SPEC section 9) over MCP, each a request to the daemon. Every answer begins with the
+/// ends of this server's tasks that came since its previous answer: the one channel every
+/// client delivers to its model (a logging notification is sent too, for clients that show it).
 public final class DelegationServer: Sendable {
     private let gateway: DaemonGateway
     private let agents: [AgentConfig]
     private let server: Server
     private let watcher: CompletionWatcher
+    private let inbox = EndingInbox()
     /// Tool calls still being answered: a client that closes its end of stdin after its
     /// last request still gets the answers (within drainLimitMs).
     private let callsInFlight = Mutex(0)
@@ -21,15 +24,14 @@ public final class DelegationServer: Sendable {
         self.agents = agents
         let server = Server(
             name: "drover", version: version,
-            instructions: """
-                drover runs background agents for you. delegate_task starts one and returns at once; \
-                you are notified when it ends; background_output reads its result; background_cancel stops it.
-                """,
+            instructions: DelegationTools.instructions,
             capabilities: .init(logging: .init(), tools: .init(listChanged: false))
         )
         self.server = server
+        let inbox = inbox
         watcher = CompletionWatcher(gateway: gateway) { ending in
-            Task { try? await server.log(level: ending.status == "completed" ? .info : .warning, logger: "drover", data: Self.notification(ending)) }
+            inbox.add(ending.ending)
+            Task { try? await server.log(level: ending.status == .completed ? .info : .warning, logger: "drover", data: Self.notification(ending)) }
         }
     }
 
@@ -52,28 +54,43 @@ public final class DelegationServer: Sendable {
     }
 
     func call(_ tool: String, _ arguments: ToolArguments) async -> CallTool.Result {
+        let answer: ToolAnswer
+        var isError = false
         do {
-            let text: String
             switch tool {
-            case DelegationTools.delegateTask: text = try await delegate(arguments)
-            case DelegationTools.backgroundOutput: text = try await output(arguments)
-            case DelegationTools.backgroundCancel: text = try await cancel(arguments)
+            case DelegationTools.delegateTask: answer = try await delegate(arguments)
+            case DelegationTools.backgroundOutput: answer = try await output(arguments)
+            case DelegationTools.backgroundCancel: answer = try await cancel(arguments)
             default:
                 throw ToolInputError("unknown tool \"\(tool)\"; the tools are \(DelegationTools.delegateTask), \(DelegationTools.backgroundOutput) and \(DelegationTools.backgroundCancel)")
             }
-            return Self.answer(text, isError: false)
         } catch let error as ToolInputError {
-            return Self.answer("Error: \(error.message).", isError: true)
+            (answer, isError) = (ToolAnswer("Error: \(error.message)."), true)
         } catch let error as ClientError {
-            return Self.answer("Error: \(Self.advice(for: error))", isError: true)
+            (answer, isError) = (ToolAnswer("Error: \(Self.advice(for: error))"), true)
         } catch {
-            return Self.answer("Error: \(error)", isError: true)
+            (answer, isError) = (ToolAnswer("Error: \(error)"), true)
+        }
+        // Taken after the tool's work, so an end that came while it ran is in this answer.
+        let endings = inbox.take(excluding: answer.tellsEndOf)
+        return Self.answer(TaskEndingText.answer(answer.text, after: endings), isError: isError)
+    }
+
+    /// A tool's text, and the tasks whose end it tells itself (so the ends heading the
+    /// answer leave them out).
+    struct ToolAnswer {
+        var text: String
+        var tellsEndOf: [String] = []
+
+        init(_ text: String, tellsEndOf: [String] = []) {
+            self.text = text
+            self.tellsEndOf = tellsEndOf
         }
     }
 
     // MARK: the tools
 
-    private func delegate(_ arguments: ToolArguments) async throws -> String {
+    private func delegate(_ arguments: ToolArguments) async throws -> ToolAnswer {
         guard let prompt = try arguments.string("prompt") else {
             throw ToolInputError("prompt is required: the full instructions for the agent")
         }
@@ -104,17 +121,17 @@ public final class DelegationServer: Sendable {
         let task = try await gateway.call(StatusRequest(ids: [taskID])).tasks.first?.json ?? [:]
         let agentName = task["agent"]?.stringValue ?? agent ?? ""
         if answer.delivered {
-            return """
+            return ToolAnswer("""
                 Prompt delivered to the running task \(taskID) of session \(sessionID); its answer will be part of that task's result.
                 Use background_output with task_id "\(taskID)" to check on it.
-                """
+                """)
         }
         guard background else {
             let ended = try await gateway.call(OutputRequest(id: taskID, wait: true))
-            return TaskText.resultBlock(ended.task.json, result: ended.result)
+            return ToolAnswer(TaskText.resultBlock(ended.task.json, result: ended.result), tellsEndOf: [taskID])
         }
         watcher.watch(taskID, .init(description: description, agent: agentName))
-        return """
+        return ToolAnswer("""
             Background task launched successfully.
 
             Task ID: \(taskID)
@@ -123,13 +140,13 @@ public final class DelegationServer: Sendable {
             Agent: \(agentName)
             Status: \(task["status"]?.stringValue ?? answer.status.rawValue)
 
-            You will be notified when it ends. Meanwhile, go on with other work.
+            \(DelegationTools.endPromise) Meanwhile, go on with other work.
             To read its result: background_output with task_id "\(taskID)" (block: true waits for it).
             To follow up later: delegate_task with session_id "\(sessionID)" and a new prompt.
-            """
+            """)
     }
 
-    private func output(_ arguments: ToolArguments) async throws -> String {
+    private func output(_ arguments: ToolArguments) async throws -> ToolAnswer {
         guard let taskID = try arguments.string("task_id") else {
             throw ToolInputError("task_id is required: the task id (bg_...) that delegate_task returned")
         }
@@ -138,17 +155,17 @@ public final class DelegationServer: Sendable {
         let answer = try await gateway.call(block ? OutputRequest(id: taskID, wait: true, timeoutMs: timeout) : OutputRequest(id: taskID))
         let task = answer.task.json
         if answer.task.status.isTerminal {
-            return TaskText.resultBlock(task, result: answer.result)
+            return ToolAnswer(TaskText.resultBlock(task, result: answer.result), tellsEndOf: [answer.task.id])
         }
         var lines = ["Task Status", "", TaskText.statusTable([task])]
         if answer.timedOut {
-            lines += ["", "Still running after waiting \(DurationText.format(milliseconds: timeout)). Call again to wait more, or go on with other work: you will be notified when it ends."]
+            lines += ["", "Still running after waiting \(DurationText.format(milliseconds: timeout)). Call again to wait more, or go on with other work. \(DelegationTools.endPromise)"]
         }
         if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
-        return lines.joined(separator: "\n")
+        return ToolAnswer(lines.joined(separator: "\n"))
     }
 
-    private func cancel(_ arguments: ToolArguments) async throws -> String {
+    private func cancel(_ arguments: ToolArguments) async throws -> ToolAnswer {
         let taskID = try arguments.string("taskId") ?? arguments.string("task_id")
         let all = try arguments.bool("all", default: false)
         let selection: TaskSelection
@@ -163,7 +180,7 @@ public final class DelegationServer: Sendable {
         if !answer.alreadyEnded.isEmpty {
             text += "\n\nUse background_output to read the results of the tasks that had already ended."
         }
-        return text
+        return ToolAnswer(text, tellsEndOf: answer.tasks.filter { $0.status.isTerminal }.map(\.id))
     }
 
     // MARK: text
@@ -190,13 +207,12 @@ public final class DelegationServer: Sendable {
     }
 
     static func notification(_ ending: CompletionWatcher.Ending) -> Value {
-        var status = ending.status
-        if let reason = ending.reason, status != "completed" { status += " (\(reason))" }
+        let status = ending.ending.statusText
         let message = "Background task \(ending.taskID) (\(ending.watched.description), agent \(ending.watched.agent)) ended: \(status). "
             + "Use background_output with task_id \"\(ending.taskID)\" to read its result."
         var data: [String: Value] = [
             "message": .string(message), "task_id": .string(ending.taskID), "session_id": .string(ending.sessionID),
-            "status": .string(ending.status), "description": .string(ending.watched.description),
+            "status": .string(ending.status.rawValue), "description": .string(ending.watched.description),
         ]
         if let reason = ending.reason { data["reason"] = .string(reason) }
         return .object(data)

@@ -11,6 +11,27 @@ enum DelegationTools {
     static let maxTimeoutMs = 600_000
     static let defaultTimeoutMs = 60_000
 
+    /// What the model may count on when a background task ends: only what every client
+    /// delivers (a tool answer), and the hook where the user set it up.
+    static let endPromise = "When it ends, the next answer of any drover tool begins with its status "
+        + "(with drover's Claude Code hook, the end also appears in the conversation)."
+
+    static let instructions = """
+        drover runs background agents for you. delegate_task starts one and returns at once with its task id; \
+        background_output reads its result (block: true waits for it); background_cancel stops it. When a task ends, \
+        the next answer of any drover tool begins with the tasks that ended since the previous one (with drover's \
+        Claude Code hook, ends also appear in the conversation). Do not wait idly: go on with other work, and call \
+        background_output with block: true when you need a result.
+        """
+
+    /// Each description starts with words to search by: clients such as Claude Code hide
+    /// MCP tools behind a search, and a model looks for what it wants done, not for names.
+    static let searchWords = (
+        delegate: "background agent task delegate parallel subagent async worker launch:",
+        output: "background agent task result output status wait block subagent:",
+        cancel: "background agent task cancel stop kill abort subagent:"
+    )
+
     static func all(agents: [AgentConfig]) -> [Tool] {
         let agentList = agents.sorted { $0.name < $1.name }.map { agent in
             var line = "- \(agent.name)"
@@ -21,9 +42,11 @@ enum DelegationTools {
             Tool(
                 name: delegateTask,
                 description: """
+                    \(searchWords.delegate)
                     Hand a task to a background agent and keep working while it runs. Returns at once with a \
-                    task id (bg_...) and a session id (ses_...); you are notified when the task ends, and \
-                    background_output gives its result. Launch several tasks in a row to run them in \
+                    task id (bg_...) and a session id (ses_...). When the task ends, the next answer of any drover \
+                    tool begins with its status (with drover's Claude Code hook, the end also appears in the \
+                    conversation); background_output gives its result. Launch several tasks in a row to run them in \
                     parallel (drover holds each provider and model to its concurrency limit and queues the \
                     rest). To follow up on finished work, pass its session_id with a new prompt: the agent \
                     resumes the same conversation. Set run_in_background to false only when you cannot go on \
@@ -49,10 +72,11 @@ enum DelegationTools {
             Tool(
                 name: backgroundOutput,
                 description: """
+                    \(searchWords.output)
                     The state or result of a background task. For a running task: its status table and prompt; \
                     for a finished one: its result. With block: true, waits until the task ends or timeout ms \
-                    pass (default 60000, at most 600000) - prefer going on with other work and waiting for the \
-                    completion notification.
+                    pass (default 60000, at most 600000). Prefer going on with other work: each drover answer \
+                    begins with the tasks that ended since the previous one.
                     """,
                 inputSchema: .object([
                     "type": "object",
@@ -68,6 +92,7 @@ enum DelegationTools {
             Tool(
                 name: backgroundCancel,
                 description: """
+                    \(searchWords.cancel)
                     Cancel background tasks: one (taskId) or every task that has not ended (all: true). \
                     Answers once their processes are gone, with the sessions that can be continued later.
                     """,

@@ -12,6 +12,7 @@ struct Drover: ParsableCommand {
             DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
             CancelCommand.self, ContinueCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
             McpCommand.self, StatsCommand.self, UsageCommand.self,
+            HookCommand.self,
         ]
     )
 

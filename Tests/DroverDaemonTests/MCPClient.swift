@@ -78,6 +78,23 @@ final class MCPClient {
     }
 }
 
+/// The ends reported at the start of a tool's answer: task id to its line.
+func reportedEnds(in text: String) -> [String: String] {
+    guard text.hasPrefix("Background tasks that ended since drover's previous answer:\n") else { return [:] }
+    var ends: [String: String] = [:]
+    for line in text.split(separator: "\n").dropFirst() {
+        guard line.hasPrefix("- bg_") else { break }
+        ends[String(line.dropFirst(2).prefix(11))] = String(line)
+    }
+    return ends
+}
+
+/// A tool's answer without the ends reported before it.
+func answerBody(_ text: String) -> String {
+    guard let range = text.firstRange(of: "\n\n---\n\n"), !reportedEnds(in: text).isEmpty else { return text }
+    return String(text[range.upperBound...])
+}
+
 /// "Task ID: bg_..." and the like from a tool's answer.
 func field(_ name: String, in text: String) -> String? {
     for line in text.split(separator: "\n") where line.hasPrefix(name + ": ") {

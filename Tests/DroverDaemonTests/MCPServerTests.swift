@@ -158,6 +158,102 @@ import Testing
         #expect(client.finish() == 0)
     }
 
+    @Test func everyAnswerBeginsWithTheEndsSinceThePreviousAnswerEachOnce() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        let quick = try client.call("delegate_task", ["description": "quick one", "prompt": "@sleep 300ms\n@result quick answer", "agent": "explore"])
+        let quickID = try #require(field("Task ID", in: quick.text))
+        let slow = try client.call("delegate_task", ["description": "slow one", "prompt": "@message working\n@hang", "agent": "oracle"])
+        let slowID = try #require(field("Task ID", in: slow.text))
+        // The server has seen the end once its notification is out.
+        _ = try #require(try client.notification(about: quickID))
+
+        let status = try client.call("background_output", ["task_id": .string(slowID)])
+        // Reported by the first answer after the end: the status (or, on a slow machine,
+        // already the second launch), and by that one only.
+        let ends = Array(reportedEnds(in: slow.text)) + Array(reportedEnds(in: status.text))
+        #expect(ends.map(\.key) == [quickID], "\(slow.text)\n\n\(status.text)")
+        let line = try #require(ends.first?.value)
+        #expect(line.contains("\"quick one\" (agent explore) ended: completed."), "\(line)")
+        #expect(line.contains("background_output, task_id \"\(quickID)\""), "\(line)")
+        #expect(answerBody(status.text).hasPrefix("Task Status"))
+        // Once per server: the next answer starts with itself.
+        let again = try client.call("background_output", ["task_id": .string(slowID)])
+        #expect(reportedEnds(in: again.text).isEmpty && again.text.hasPrefix("Task Status"), "\(again.text)")
+
+        // An end that is not a completion says why, even at the head of an error answer.
+        _ = try d.ok(["cancel", slowID])
+        _ = try #require(try client.notification(about: slowID))
+        let bad = try client.call("background_output", [:])
+        #expect(bad.isError)
+        #expect(reportedEnds(in: bad.text)[slowID]?.contains("\"slow one\" (agent oracle) ended: cancelled (user).") == true, "\(bad.text)")
+        #expect(answerBody(bad.text).hasPrefix("Error: task_id is required"))
+        let quiet = try client.call("background_output", [:])
+        #expect(quiet.text.hasPrefix("Error: task_id is required"))
+        #expect(client.finish() == 0)
+    }
+
+    @Test func anEndTheAnswerTellsItselfIsNotReportedAgain() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        // The server saw the end before the answer that gives the result...
+        let first = try client.call("delegate_task", ["prompt": "@result first answer", "agent": "explore"])
+        let firstID = try #require(field("Task ID", in: first.text))
+        _ = try #require(try client.notification(about: firstID))
+        let firstResult = try client.call("background_output", ["task_id": .string(firstID)])
+        #expect(firstResult.text.hasPrefix("Task Result") && firstResult.text.hasSuffix("first answer"), "\(firstResult.text)")
+        // ...or sees it while the answer waits for it.
+        let second = try client.call("delegate_task", ["prompt": "@sleep 300ms\n@result second answer", "agent": "explore"])
+        let secondID = try #require(field("Task ID", in: second.text))
+        let secondResult = try client.call("background_output", ["task_id": .string(secondID), "block": true, "timeout": 20_000])
+        #expect(secondResult.text.hasPrefix("Task Result") && secondResult.text.hasSuffix("second answer"), "\(secondResult.text)")
+        _ = try #require(try client.notification(about: secondID))
+
+        // Cancelled by the model: the cancel answer tells it.
+        var hanging: [String] = []
+        for i in 0..<2 {
+            let answer = try client.call("delegate_task", ["description": .string("hang \(i)"), "prompt": "@hang", "agent": "oracle"])
+            hanging.append(try #require(field("Task ID", in: answer.text)))
+        }
+        let cancelled = try client.call("background_cancel", ["all": true])
+        #expect(reportedEnds(in: cancelled.text).isEmpty && cancelled.text.hasPrefix("Cancelled 2 background task(s):"), "\(cancelled.text)")
+        for id in hanging { _ = try #require(try client.notification(about: id)) }
+
+        let nothing = try client.call("background_cancel", ["all": true])
+        #expect(nothing.text.hasPrefix("Cancelled 0 background task(s):"), "\(nothing.text)")
+        #expect(client.finish() == 0)
+    }
+
+    @Test func descriptionsBeginWithSearchWordsAndPromiseOnlyWhatAnswersDeliver() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        let hello = try client.initialize()
+        let instructions = try #require(hello["instructions"]?.stringValue)
+        #expect(instructions.contains("the next answer of any drover tool begins with the tasks that ended"), "\(instructions)")
+        #expect(!instructions.contains("notified"))
+        let tools = try client.request("tools/list", [:])["tools"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        #expect(tools.count == 3)
+        for tool in tools {
+            let description = tool["description"]?.stringValue ?? ""
+            let searchLine = String(description.split(separator: "\n").first ?? "")
+            #expect(searchLine.hasPrefix("background agent task ") && searchLine.hasSuffix(":") && searchLine.contains("subagent"), "\(searchLine)")
+            #expect(!description.contains("notified") && !description.contains("notification"), "\(description)")
+        }
+        let delegate = try #require(tools.first { $0["name"] == "delegate_task" }?["description"]?.stringValue)
+        #expect(delegate.hasPrefix("background agent task delegate parallel subagent"), "\(delegate)")
+
+        let launched = try client.call("delegate_task", ["prompt": "@hang", "agent": "explore"])
+        #expect(launched.text.contains("When it ends, the next answer of any drover tool begins with its status"), "\(launched.text)")
+        #expect(!launched.text.contains("notified"))
+        let taskID = try #require(field("Task ID", in: launched.text))
+        let waited = try client.call("background_output", ["task_id": .string(taskID), "block": true, "timeout": 100])
+        #expect(waited.text.contains("Still running") && waited.text.contains("the next answer of any drover tool begins with its status"), "\(waited.text)")
+        _ = try client.call("background_cancel", ["all": true])
+        #expect(client.finish() == 0)
+    }
+
     @Test func aTaskOfADaemonThatDiedIsStillReported() throws {
         let d = try DaemonFixture()
         let client = try MCPClient(d)
