@@ -17,6 +17,8 @@ final class RealAgentFixture {
     private var usedDaemon = false
     /// Processes of the test's own that may outlive a task: the fake APIs.
     var services: [pid_t] = []
+    /// Objects that must live as long as the fixture (a fake API stops when released).
+    var keptAlive: [AnyObject] = []
 
     init() throws {
         folder = try temporaryFolder()

@@ -53,6 +53,8 @@ public final class AdapterRun {
     private var costSoFar: Double? = 0
     private var finalSent = false
     private var resultSent = false
+    /// Cancelled, signalled or left by drover while a turn ran: the task did not complete.
+    private var stoppedMidTurn = false
 
     private let heartbeatTimer: LoopTimer
     private let killTimer: LoopTimer
@@ -216,7 +218,11 @@ public final class AdapterRun {
         }
         if let id = translator.cliSessionID { cliSessionID = id }
         sendUsageIfChanged()
-        if translator.verdict != nil && !lingerTimer.isActive && phase == .running {
+        if translator.awaitsMoreAnswers {
+            // The CLI's own background work will bring another answer: it leaves by itself
+            // then (the task's ttl still bounds the wait).
+            lingerTimer.stop()
+        } else if translator.verdict != nil && !lingerTimer.isActive && phase == .running {
             // The answer is in; a CLI that does not leave on its own is stopped.
             lingerTimer.start(after: options.lingerMs) { [weak self] in self?.terminateChild() }
         }
@@ -360,6 +366,7 @@ public final class AdapterRun {
             finish()
         case .running:
             phase = .stopping
+            stoppedMidTurn = true
             terminateChild()
         case .stopping, .done:
             break
@@ -385,7 +392,16 @@ public final class AdapterRun {
         input?.close()
         for watcher in signalWatchers { watcher.close() }
         signalWatchers = []
-        onFinished(finalSent && !resultSent ? 1 : 0)
+        onFinished(Self.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
+    }
+
+    /// 0 for an answer; 1 for an error; 143 (as a program ended by SIGTERM) for a turn cut
+    /// off by cancel, a signal or drover leaving, so that a cancelled task never reads as a
+    /// clean exit.
+    static func exitCode(stoppedMidTurn: Bool, answered: Bool, failed: Bool) -> Int32 {
+        if answered { return 0 }
+        if stoppedMidTurn { return 128 + SIGTERM }
+        return failed ? 1 : 0
     }
 }
 

@@ -15,6 +15,15 @@ import DroverWire
 /// `total_cost_usd`, which Claude Code keeps as a running total of the whole conversation
 /// across `--resume` runs: this run's cost is that total less `costBefore`, the total when the
 /// run began (0 for a new conversation; nil when unknown, and then no cost is claimed).
+///
+/// The CLI's own API-error text (an assistant message from model `<synthetic>`, marked
+/// `is_api_error_message`) is a log line, not an answer. After a Bash call with
+/// `run_in_background` the CLI prints its `result` and stays: `system` lines
+/// (`background_tasks_changed`, `task_started`, `task_notification`) say what runs, and when a
+/// background task ends the CLI runs another model turn and prints another `result`. Each
+/// result is one answer of the run: usage adds up over them, the cost is the last running
+/// total, and the verdict is the last one; while background tasks run or a notification's turn
+/// is due, `awaitsMoreAnswers` keeps the adapter from stopping the CLI.
 public struct ClaudeTranslator: StreamTranslator {
     public let cliName = "claude"
     private var session = SessionTracker(cli: "claude")
@@ -25,6 +34,14 @@ public struct ClaudeTranslator: StreamTranslator {
     public private(set) var verdict: TurnVerdict?
     public private(set) var runUsage: UsageTotals?
     public private(set) var conversationCostUsd: Double?
+    /// Background tasks of the CLI's own that are running (their ids).
+    private var backgroundTasks: Set<String> = []
+    /// A background task ended since the last result: the CLI owes the turn it announced.
+    private var notificationPending = false
+    /// This run's results so far, their token counts and their data added up.
+    private var results = 0
+    private var resultTokens = UsageTotals()
+    private var resultData = JSONObject()
 
     public init(costBefore: Double? = 0) {
         self.costBefore = costBefore
@@ -32,11 +49,14 @@ public struct ClaudeTranslator: StreamTranslator {
 
     public var cliSessionID: String? { session.id }
 
+    public var awaitsMoreAnswers: Bool { !backgroundTasks.isEmpty || notificationPending }
+
     public mutating func translate(_ line: JSONObject, nowMs: Int64) -> [JSONObject] {
         var frames: [JSONObject] = []
         if let frame = session.saw(line["session_id"]) { frames.append(frame) }
         switch line["type"]?.stringValue {
         case "system":
+            frames += backgroundWork(line)
             if line["subtype"]?.stringValue == "api_retry" {
                 let attempt = line["attempt"]?.integer.map(String.init) ?? "?"
                 let most = line["max_retries"]?.integer.map(String.init) ?? "?"
@@ -51,12 +71,19 @@ public struct ClaudeTranslator: StreamTranslator {
             }
         case "assistant":
             if let error = line["error"]?.stringValue { assistantError = error }
+            let synthetic = line["is_api_error_message"]?.boolValue == true
+                || line["message"]?.objectValue?["model"]?.stringValue == "<synthetic>"
             for block in line["message"]?.objectValue?["content"]?.arrayValue ?? [] {
                 guard let block = block.objectValue else { continue }
                 switch block["type"]?.stringValue {
                 case "text":
                     let text = block["text"]?.stringValue ?? ""
                     guard !text.isEmpty else { continue }
+                    if synthetic {
+                        // The CLI's own words about a failed API call: no model said them.
+                        frames.append(Frames.log("claude: \(shortened(text, to: 1000))"))
+                        continue
+                    }
                     lastText = text
                     frames.append(Frames.message(text))
                 case "tool_use", "server_tool_use":
@@ -98,8 +125,13 @@ public struct ClaudeTranslator: StreamTranslator {
                 frames.append(Frames.rateLimit(retryAfterMs: wait, message: text))
             }
         case "result":
+            results += 1
+            notificationPending = false
+            if results > 1 {
+                frames.append(Frames.log("claude answered again (answer \(results) of this run, after its background work)", level: "info"))
+            }
+            addUp(line)
             verdict = resultVerdict(line)
-            runUsage = Self.usage(of: line, costBefore: costBefore)
             if let total = line["total_cost_usd"]?.numberValue, total.isFinite, total >= 0 {
                 conversationCostUsd = total
                 frames.append(["type": "cli_cost", "cli": "claude", "cli_session_id": JSONValue(session.id), "total_cost_usd": .number(total)])
@@ -114,6 +146,55 @@ public struct ClaudeTranslator: StreamTranslator {
     }
 
     public func verdictAtCleanExit() -> TurnVerdict? { nil }
+
+    /// Adds one result's figures to the run's: tokens and turns are per result, the cost a
+    /// running total (the run's cost is the last total less where the conversation stood).
+    private mutating func addUp(_ line: JSONObject) {
+        if let usage = Self.usage(of: line, costBefore: costBefore) {
+            var tokens = usage
+            tokens.costUsd = nil
+            resultTokens = resultTokens + tokens
+            var run = resultTokens
+            run.costUsd = usage.costUsd
+            runUsage = run
+        }
+        for key in ["usage", "num_turns", "duration_ms"] {
+            if let value = line[key] { resultData[key] = addingUsage(resultData[key], value) }
+        }
+        if let value = line["duration_api_ms"] { resultData["duration_api_ms"] = value }
+    }
+
+    /// The CLI's background tasks, from its `system` lines: which run, and when one ends
+    /// (its end brings another model turn).
+    private mutating func backgroundWork(_ line: JSONObject) -> [JSONObject] {
+        switch line["subtype"]?.stringValue {
+        case "background_tasks_changed":
+            let ids = (line["tasks"]?.arrayValue ?? []).compactMap { $0.objectValue?["task_id"]?.stringValue }
+            backgroundTasks = Set(ids)
+        case "task_started":
+            guard line["is_backgrounded"]?.boolValue == true, let id = line["task_id"]?.stringValue else { break }
+            backgroundTasks.insert(id)
+            let what = line["description"]?.stringValue ?? id
+            return [Frames.log("claude started a background task: \(shortened(what, to: 200)) (\(id))", level: "info")]
+        case "task_notification":
+            guard let id = line["task_id"]?.stringValue else { break }
+            backgroundTasks.remove(id)
+            notificationPending = true
+            let status = line["status"]?.stringValue ?? "ended"
+            let summary = line["summary"]?.stringValue.map { ": " + shortened($0, to: 300) } ?? ""
+            return [Frames.log("claude's background task \(id) \(status)\(summary)", level: "info")]
+        case "task_updated":
+            let status = line["patch"]?.objectValue?["status"]?.stringValue ?? ""
+            // Its notification (and the turn it brings) follows: keep waiting across the gap.
+            if ["completed", "failed", "killed", "stopped"].contains(status), let id = line["task_id"]?.stringValue,
+               backgroundTasks.remove(id) != nil {
+                notificationPending = true
+            }
+        default:
+            break
+        }
+        return []
+    }
 
     /// This run's usage from a `result` line: its `usage` counts this run only, as Anthropic
     /// counts (input without the cache); the cost is the conversation's total less the total
@@ -148,15 +229,13 @@ public struct ClaudeTranslator: StreamTranslator {
         let subtype = line["subtype"]?.stringValue ?? "success"
         let text = line["result"]?.stringValue
         if subtype == "success" && line["is_error"]?.boolValue != true {
-            var data: JSONObject = ["cli": "claude"]
+            var data = resultData
+            data["cli"] = "claude"
             data["cli_session_id"] = JSONValue(session.id)
-            if let usage = line["usage"] { data["usage"] = usage }
-            if let cost = Self.usage(of: line, costBefore: costBefore)?.costUsd { data["cost_usd"] = .number(cost) }
+            if let cost = runUsage?.costUsd { data["cost_usd"] = .number(cost) }
             if let total = line["total_cost_usd"] { data["cli_total_cost_usd"] = total }
-            for key in ["num_turns", "duration_ms", "duration_api_ms"] {
-                if let value = line[key] { data[key] = value }
-            }
             if let models = line["modelUsage"] { data["model_usage"] = models }
+            if results > 1 { data["answers"] = JSONValue(results) }
             return .succeeded(text: text ?? lastText ?? "", data: data)
         }
         let detail = failureDetail(line)

@@ -30,10 +30,15 @@ public protocol StreamTranslator {
     /// The verdict when the CLI exits 0 without having stated one: some formats end with
     /// the process rather than with a result line. Nil means "no answer".
     func verdictAtCleanExit() -> TurnVerdict?
+    /// True while the CLI, after a verdict, still has work of its own under way that will bring
+    /// another answer (Claude Code's background tasks): the adapter then waits for the CLI to
+    /// end by itself instead of stopping it after `--linger`.
+    var awaitsMoreAnswers: Bool { get }
 }
 
 extension StreamTranslator {
     public var conversationCostUsd: Double? { nil }
+    public var awaitsMoreAnswers: Bool { false }
 }
 
 /// Token usage and cost as drover's `usage` frame counts them: `inputTokens` never includes
