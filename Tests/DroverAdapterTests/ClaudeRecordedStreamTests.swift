@@ -94,4 +94,21 @@ import Testing
         #expect(data["usage"]?.objectValue?["input_tokens"] == 30 && data["usage"]?.objectValue?["output_tokens"] == 15, "\(data)")
         #expect(translator.runUsage == UsageTotals(inputTokens: 30, outputTokens: 15, costUsd: 0.00042, model: "claude-opus-5-5"))
     }
+
+    /// A subscription's limit (recorded with an OAuth token; API keys get no such event): a
+    /// rejected rate_limit_event with its reset, the CLI's own words about it, and a failed
+    /// result with api_error_status 429, without a retry of the CLI's own.
+    @Test func aSubscriptionLimitWaitsUntilItsResetAndIsRetryable() throws {
+        let (frames, translator) = try Recorded.translate(ClaudeTranslator(), "claude", "usage-limit-recorded")
+        let limits = frames.ofType("rate_limit")
+        #expect(limits.first?["retry_after_ms"]?.intValue == 1_796_289_396_000 - Int(Recorded.nowMs), "\(limits)")
+        #expect(limits.first?["message"]?.stringValue?.hasPrefix("claude hit its five_hour limit (resets in ") == true, "\(limits)")
+        #expect(limits.count == 2, "the event, then the failed result: \(limits)")
+        #expect(frames.ofType("message").isEmpty, "the CLI's \"You've hit your 5-hour limit\" is no model's answer")
+        guard case .failed(let message, true)? = translator.verdict else {
+            Issue.record("no retryable failure: \(String(describing: translator.verdict))")
+            return
+        }
+        #expect(message == "claude failed (HTTP 429): You've hit your 5-hour limit · resets 9:16am (UTC)")
+    }
 }

@@ -19,7 +19,8 @@ came back" are told apart. A rule's reply is one of:
     {"text": "...", "delay_ms": 300}              each streamed event that much apart
     {"text": "...", "stall_ms": 5000}             the stream stops for that long mid-message
 
-`"usage": {"input_tokens": N, "output_tokens": M}` sets the figures reported (default 10/5).
+`"usage": {"input_tokens": N, "output_tokens": M}` sets the figures reported (default 10/5);
+`"headers": {...}` adds response headers (such as `anthropic-ratelimit-unified-status`).
 When no rule matches, the answer is a plain "(no rule matched)" text, so a test sees it.
 """
 
@@ -106,7 +107,9 @@ class Handler(BaseHTTPRequestHandler):
         if rule is None:
             return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such endpoint " + self.path}})
         if "status" in rule:
-            headers = {"retry-after": str(rule["retry_after"])} if "retry_after" in rule else {}
+            headers = dict(rule.get("headers", {}))
+            if "retry_after" in rule:
+                headers["retry-after"] = str(rule["retry_after"])
             kind = {429: "rate_limit_error", 529: "overloaded_error", 401: "authentication_error"}.get(rule["status"], "api_error")
             return self.send_json(rule["status"], {"type": "error", "error": {"type": kind, "message": rule.get("message", "fake error %d" % rule["status"])}}, headers)
         self.reply(body, rule)
@@ -146,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
         self.send_header("connection", "close")
+        for key, value in rule.get("headers", {}).items():
+            self.send_header(key, str(value))
         self.end_headers()
         delay = rule.get("delay_ms", 0) / 1000.0
 
