@@ -1,6 +1,7 @@
 import DroverWire
 
-/// `drover-adapter KIND [--program PATH] [--heartbeat D] [--grace D] [--linger D] [--cli-retries N] [-- CLI-ARGS...]`
+/// `drover-adapter KIND [--program PATH] [--heartbeat D] [--grace D] [--linger D] [--cli-retries N]
+/// [--approval decline|accept] [--approval-policy WHEN] [--sandbox MODE] [-- CLI-ARGS...]`
 public struct AdapterOptions: Equatable, Sendable {
     public var kind: CLIKind
     /// The CLI program: a path, or a name looked up on PATH.
@@ -18,15 +19,31 @@ public struct AdapterOptions: Equatable, Sendable {
     /// (`CLAUDE_CODE_MAX_RETRIES`, unless the environment sets it). Low, so that a rate limit
     /// reaches drover, whose backoff is shared by the whole pool, within seconds.
     public var cliRetries = 1
+    /// codex-app-server: how the server's approval requests are answered.
+    public var approval = CodexApproval.decline
+    /// codex-app-server: when Codex asks (its `approvalPolicy`); nil leaves it to its config.
+    public var approvalPolicy: CodexApprovalPolicy?
+    /// codex-app-server: the sandbox its threads' commands run in.
+    public var sandbox = CodexSandbox.workspaceWrite
 
     public static let usage = """
-        usage: drover-adapter claude|opencode|codex [--program PATH] [--heartbeat D] [--grace D] [--linger D] [--cli-retries N] [-- CLI-ARGS...]
-          --program PATH   the CLI to run (default: claude, opencode or codex, found on PATH)
+        usage: drover-adapter claude|opencode|codex|codex-app-server [--program PATH] [--heartbeat D] [--grace D] [--linger D]
+                              [--cli-retries N] [--approval decline|accept] [--approval-policy WHEN] [--sandbox MODE]
+                              [-- CLI-ARGS...]
+          --program PATH   the CLI to run (default: the kind's name, found on PATH)
           --heartbeat D    heartbeat interval while the CLI is quiet (default 5s)
           --grace D        SIGTERM-to-SIGKILL grace when stopping the CLI (default 1s)
           --linger D       how long the CLI may run on after its final answer (default 5s)
           --cli-retries N  claude only: CLAUDE_CODE_MAX_RETRIES for the CLI unless the environment
                            sets it (default 1: drover's pool-wide backoff governs rate limits)
+          --approval P     codex-app-server only: how its approval requests (a command outside the
+                           sandbox, a file change) are answered: decline (default) or accept
+          --approval-policy WHEN
+                           codex-app-server only: when Codex asks: untrusted (before any command
+                           not known to be safe), on-failure, on-request (when the model wants
+                           out of the sandbox) or never (default: Codex's config, on-request)
+          --sandbox MODE   codex-app-server only: read-only, workspace-write (default) or
+                           danger-full-access
           -- CLI-ARGS      extra arguments for every CLI run (permissions, sandbox, ...)
         Durations are milliseconds or 1500ms, 90s, 2m.
         """
@@ -41,9 +58,9 @@ public struct AdapterOptions: Equatable, Sendable {
     }
 
     public static func parse(_ arguments: [String]) throws(UsageError) -> AdapterOptions {
-        guard let first = arguments.first else { throw UsageError(description: "missing the CLI kind (claude, opencode or codex)") }
+        guard let first = arguments.first else { throw UsageError(description: "missing the CLI kind (\(CLIKind.names))") }
         guard let kind = CLIKind(rawValue: first) else {
-            throw UsageError(description: "unknown CLI kind \"\(first)\": expected claude, opencode or codex")
+            throw UsageError(description: "unknown CLI kind \"\(first)\": expected \(CLIKind.names)")
         }
         var options = AdapterOptions(kind: kind)
         var index = 1
@@ -80,11 +97,38 @@ public struct AdapterOptions: Equatable, Sendable {
                     throw UsageError(description: "--cli-retries is for claude only: \(kind.rawValue) has no retry count the adapter can set")
                 }
                 options.cliRetries = count
+            case "--approval":
+                let text = try value(argument)
+                guard let approval = CodexApproval(rawValue: text) else {
+                    throw UsageError(description: "--approval: \"\(text)\" is not one of \(CodexApproval.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.approval = approval
+                try codexAppServerOnly(argument, kind)
+            case "--approval-policy":
+                let text = try value(argument)
+                guard let policy = CodexApprovalPolicy(rawValue: text) else {
+                    throw UsageError(description: "--approval-policy: \"\(text)\" is not one of \(CodexApprovalPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.approvalPolicy = policy
+                try codexAppServerOnly(argument, kind)
+            case "--sandbox":
+                let text = try value(argument)
+                guard let sandbox = CodexSandbox(rawValue: text) else {
+                    throw UsageError(description: "--sandbox: \"\(text)\" is not one of \(CodexSandbox.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.sandbox = sandbox
+                try codexAppServerOnly(argument, kind)
             default:
                 throw UsageError(description: "unknown option \"\(argument)\" (CLI arguments go after --)")
             }
             index += 1
         }
         return options
+    }
+
+    private static func codexAppServerOnly(_ flag: String, _ kind: CLIKind) throws(UsageError) {
+        guard kind == .codexAppServer else {
+            throw UsageError(description: "\(flag) is for codex-app-server only: \(kind.rawValue) takes its permissions after --")
+        }
     }
 }

@@ -1,6 +1,15 @@
 /// The agent CLIs the adapter knows, and how each is invoked.
 public enum CLIKind: String, CaseIterable, Sendable {
     case claude, opencode, codex
+    /// Codex's JSON-RPC app-server: one long-lived process per task, run by
+    /// CodexAppServerRun rather than AdapterRun.
+    case codexAppServer = "codex-app-server"
+
+    /// The kinds as a usage message lists them.
+    static var names: String {
+        let all = allCases.map(\.rawValue)
+        return all.dropLast().joined(separator: ", ") + " or " + all[all.count - 1]
+    }
 
     /// The program looked up on PATH unless `--program` names another.
     public var defaultProgram: String { rawValue }
@@ -12,6 +21,7 @@ public enum CLIKind: String, CaseIterable, Sendable {
         case .claude: return ClaudeTranslator(costBefore: costBefore)
         case .opencode: return OpencodeTranslator()
         case .codex: return CodexTranslator()
+        case .codexAppServer: return CodexAppServerTranslator()
         }
     }
 
@@ -58,6 +68,9 @@ public enum CLIKind: String, CaseIterable, Sendable {
             if let resumeSessionID { arguments += ["resume", resumeSessionID] }
             if prompt.utf8.count > Self.longestArgumentPrompt { return CLIInvocation(arguments: arguments + ["--", "-"], stdinText: prompt) }
             return CLIInvocation(arguments: arguments + ["--", prompt], stdinText: nil)
+        case .codexAppServer:
+            // The server takes prompts, the model and the thread over JSON-RPC, not argv.
+            return CLIInvocation(arguments: extra, stdinText: nil)
         }
     }
 }

@@ -1,5 +1,5 @@
-// drover-adapter: a drover worker that runs an agent CLI (Claude Code, opencode, Codex) as
-// its own child and translates the CLI's streaming JSON into drover frames.
+// drover-adapter: a drover worker that runs an agent CLI (Claude Code, opencode, Codex, Codex's
+// app-server) as its own child and translates the CLI's streaming JSON into drover frames.
 import DroverAdapterKit
 import DroverCore
 import Glibc
@@ -21,14 +21,23 @@ enum AdapterMain {
         }
         ProcessSetup.prepare()
         let loop = EventLoop()
-        let run = AdapterRun(loop: loop, options: options, environment: ProcessEnvironment.current())
         var code: Int32 = 0
-        run.onFinished = { finished in
+        let finished: (Int32) -> Void = { finished in
             code = finished
             loop.stop()
         }
-        run.begin()
-        loop.run()
+        // Codex's app-server is a conversation, not a stream: it has a run of its own.
+        if options.kind == .codexAppServer {
+            let run = CodexAppServerRun(loop: loop, options: options, environment: ProcessEnvironment.current())
+            run.onFinished = finished
+            run.begin()
+            loop.run()
+        } else {
+            let run = AdapterRun(loop: loop, options: options, environment: ProcessEnvironment.current())
+            run.onFinished = finished
+            run.begin()
+            loop.run()
+        }
         exit(code)
     }
 }
