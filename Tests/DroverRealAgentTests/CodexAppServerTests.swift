@@ -238,6 +238,7 @@ import Testing
         let task = try f.task(id)
         #expect(task["status"] == "cancelled" && task["reason"] == "user", "\(task)")
         #expect(task["signal"] == nil || task["signal"] == .null, "the adapter left on its own, not by drover's SIGKILL: \(task)")
+        #expect(task["exit_code"] == 143, "cancelled: never a clean exit: \(task)")
         #expect(Clock.monotonicNs() - started < 3_000_000_000, "within drover's killGrace")
         #expect(api.requests().count == 1, "the interrupted command's output never went to the model")
         f.expectNoProcessLeft()

@@ -57,6 +57,8 @@ public final class CodexAppServerRun {
     private var sentUsage: UsageTotals?
     private var finalSent = false
     private var resultSent = false
+    /// Cancelled, signalled or left by drover before the task's end was sent.
+    private var stoppedMidTurn = false
 
     private let heartbeatTimer: LoopTimer
     /// Bounds the wait for an interrupted turn to end, and for the server to leave.
@@ -351,6 +353,7 @@ public final class CodexAppServerRun {
             finish()
         case .running:
             phase = .stopping
+            stoppedMidTurn = !finalSent
             guard turnUnderWay else {
                 shutDown()
                 return
@@ -423,6 +426,6 @@ public final class CodexAppServerRun {
         input?.close()
         for watcher in signalWatchers { watcher.close() }
         signalWatchers = []
-        onFinished(finalSent && !resultSent ? 1 : 0)
+        onFinished(AdapterRun.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
     }
 }
