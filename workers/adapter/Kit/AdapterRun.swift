@@ -26,9 +26,8 @@ public final class AdapterRun {
     private let environment: [String: String]
     /// What the CLI runs with: `environment` plus the adapter's settings for it.
     private let cliEnvironment: [String: String]
-    private let output: FrameOutput
-    private var input: InputPipe?
-    private var decoder = FrameDecoder()
+    private let link: DroverLink
+    private var output: FrameOutput { link.output }
     private var phase = Phase.awaitingStart
     private var start: Start?
     private var program: String?
@@ -56,11 +55,9 @@ public final class AdapterRun {
     /// Cancelled, signalled or left by drover while a turn ran: the task did not complete.
     private var stoppedMidTurn = false
 
-    private let heartbeatTimer: LoopTimer
     private let killTimer: LoopTimer
     private let lingerTimer: LoopTimer
     private let drainTimer: LoopTimer
-    private var signalWatchers: [LoopSignal] = []
 
     /// Called once, with the exit code the adapter should leave with.
     public var onFinished: (Int32) -> Void = { _ in }
@@ -74,43 +71,24 @@ public final class AdapterRun {
         self.options = options
         self.environment = environment
         cliEnvironment = options.kind.environment(environment, cliRetries: options.cliRetries)
-        output = FrameOutput(fd: 1)
+        link = DroverLink(loop: loop)
         translator = options.kind.makeTranslator()
-        heartbeatTimer = LoopTimer(loop: loop)
         killTimer = LoopTimer(loop: loop)
         lingerTimer = LoopTimer(loop: loop)
         drainTimer = LoopTimer(loop: loop)
-        output.now = { [unowned loop] in loop.nowMs }
     }
 
     private var cli: String { options.kind.rawValue }
 
     public func begin() {
-        output.send(["type": "hello", "protocol": 1, "worker": .string("drover-adapter \(cli)"), "version": "1"])
-        for signal in [SIGTERM, SIGINT, SIGHUP] {
-            signalWatchers.append(LoopSignal(loop: loop, signal: signal) { [weak self] in self?.stop() })
-        }
-        guard let input = InputPipe(loop: loop, fd: 0) else {
-            fail("stdin is not a pipe: drover-adapter is a drover worker and reads drover's frames there")
-            return
-        }
-        self.input = input
-        input.onBytes = { [weak self] bytes in self?.received(bytes) }
-        input.onEnd = { [weak self] in self?.stop() }
-        let tick = max(50, options.heartbeatMs / 2)
-        heartbeatTimer.start(after: tick, repeat: tick) { [weak self] in self?.heartbeatIfQuiet() }
+        link.onFrame = { [weak self] frame in self?.handle(frame) }
+        link.onStop = { [weak self] in self?.stop() }
+        link.onBroken = { [weak self] problem in self?.fail(problem) }
+        link.wantsHeartbeat = { [weak self] in self?.phase == .running }
+        link.begin(worker: "drover-adapter \(cli)", heartbeatMs: options.heartbeatMs)
     }
 
     // MARK: frames from drover
-
-    private func received(_ bytes: UnsafeRawBufferPointer) {
-        decoder.append(bytes)
-        do {
-            while let frame = try decoder.next() { handle(frame) }
-        } catch {
-            fail("bad frame from drover: \(error)")
-        }
-    }
 
     private func handle(_ frame: Frame) {
         switch frame.type {
@@ -380,18 +358,10 @@ public final class AdapterRun {
         killTimer.start(after: options.graceMs) { [weak self] in self?.child?.signalGroup(SIGKILL) }
     }
 
-    private func heartbeatIfQuiet() {
-        guard phase == .running, loop.nowMs - output.lastSentMs >= UInt64(options.heartbeatMs) else { return }
-        output.send(["type": "heartbeat"])
-    }
-
     private func finish() {
         guard phase != .done else { return }
         phase = .done
-        heartbeatTimer.stop()
-        input?.close()
-        for watcher in signalWatchers { watcher.close() }
-        signalWatchers = []
+        link.close()
         onFinished(Self.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
     }
 

@@ -32,9 +32,8 @@ public final class CodexAppServerRun {
     private let loop: EventLoop
     private let options: AdapterOptions
     private let environment: [String: String]
-    private let output: FrameOutput
-    private var input: InputPipe?
-    private var decoder = FrameDecoder()
+    private let link: DroverLink
+    private var output: FrameOutput { link.output }
     private var phase = Phase.awaitingStart
     private var start: Start?
 
@@ -60,12 +59,10 @@ public final class CodexAppServerRun {
     /// Cancelled, signalled or left by drover before the task's end was sent.
     private var stoppedMidTurn = false
 
-    private let heartbeatTimer: LoopTimer
     /// Bounds the wait for an interrupted turn to end, and for the server to leave.
     private let shutdownTimer: LoopTimer
     private let killTimer: LoopTimer
     private let drainTimer: LoopTimer
-    private var signalWatchers: [LoopSignal] = []
 
     /// Called once, with the exit code the adapter should leave with.
     public var onFinished: (Int32) -> Void = { _ in }
@@ -74,13 +71,11 @@ public final class CodexAppServerRun {
         self.loop = loop
         self.options = options
         self.environment = environment
-        output = FrameOutput(fd: 1)
+        link = DroverLink(loop: loop)
         translator = CodexAppServerTranslator(approval: options.approval)
-        heartbeatTimer = LoopTimer(loop: loop)
         shutdownTimer = LoopTimer(loop: loop)
         killTimer = LoopTimer(loop: loop)
         drainTimer = LoopTimer(loop: loop)
-        output.now = { [unowned loop] in loop.nowMs }
     }
 
     private var cli: String { options.kind.rawValue }
@@ -89,31 +84,14 @@ public final class CodexAppServerRun {
         // Codex runs each command in a session of its own, out of the server's process group:
         // should the server die without ending them, they are re-parented here and killed.
         OrphanSweeper.enable()
-        output.send(["type": "hello", "protocol": 1, "worker": .string("drover-adapter \(cli)"), "version": "1"])
-        for signal in [SIGTERM, SIGINT, SIGHUP] {
-            signalWatchers.append(LoopSignal(loop: loop, signal: signal) { [weak self] in self?.stop() })
-        }
-        guard let input = InputPipe(loop: loop, fd: 0) else {
-            fail("stdin is not a pipe: drover-adapter is a drover worker and reads drover's frames there")
-            return
-        }
-        self.input = input
-        input.onBytes = { [weak self] bytes in self?.received(bytes) }
-        input.onEnd = { [weak self] in self?.stop() }
-        let tick = max(50, options.heartbeatMs / 2)
-        heartbeatTimer.start(after: tick, repeat: tick) { [weak self] in self?.heartbeatIfQuiet() }
+        link.onFrame = { [weak self] frame in self?.handle(frame) }
+        link.onStop = { [weak self] in self?.stop() }
+        link.onBroken = { [weak self] problem in self?.fail(problem) }
+        link.wantsHeartbeat = { [weak self] in self?.phase == .running }
+        link.begin(worker: "drover-adapter \(cli)", heartbeatMs: options.heartbeatMs)
     }
 
     // MARK: frames from drover
-
-    private func received(_ bytes: UnsafeRawBufferPointer) {
-        decoder.append(bytes)
-        do {
-            while let frame = try decoder.next() { handle(frame) }
-        } catch {
-            fail("bad frame from drover: \(error)")
-        }
-    }
 
     private func handle(_ frame: Frame) {
         switch frame.type {
@@ -413,19 +391,11 @@ public final class CodexAppServerRun {
         output.send(["type": "error", "message": .string(message), "retryable": .bool(retryable)])
     }
 
-    private func heartbeatIfQuiet() {
-        guard phase == .running, loop.nowMs - output.lastSentMs >= UInt64(options.heartbeatMs) else { return }
-        output.send(["type": "heartbeat"])
-    }
-
     private func finish() {
         guard phase != .done else { return }
         phase = .done
-        heartbeatTimer.stop()
         shutdownTimer.stop()
-        input?.close()
-        for watcher in signalWatchers { watcher.close() }
-        signalWatchers = []
+        link.close()
         onFinished(AdapterRun.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
     }
 }
