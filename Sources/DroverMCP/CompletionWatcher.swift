@@ -65,7 +65,7 @@ final class CompletionWatcher: Sendable {
             state.withLock { $0.following = false }
             throw error
         }
-        await reportEndedMeanwhile()
+        await catchUp()
     }
 
     /// The daemon went away while tasks are watched: connect again (which starts a new
@@ -111,7 +111,10 @@ final class CompletionWatcher: Sendable {
         notify(Ending(taskID: event.taskID, sessionID: event.sessionID, status: event.status, reason: event.reason?.rawValue, watched: watched))
     }
 
-    private func reportEndedMeanwhile() async {
+    /// Reports the watched tasks that have ended by the daemon's own account, whether or not
+    /// their event has arrived: on reopening the stream, and before each tool answer, so that
+    /// an end the model could already know of (`drover wait` returned) is never missing.
+    func catchUp() async {
         let ids = state.withLock { Array($0.watched.keys) }
         guard !ids.isEmpty, let answer = try? await gateway.call(StatusRequest(ids: ids)) else { return }
         for task in answer.tasks where task.status.isTerminal {

@@ -71,7 +71,9 @@ public final class DelegationServer: Sendable {
         } catch {
             (answer, isError) = (ToolAnswer("Error: \(error)"), true)
         }
-        // Taken after the tool's work, so an end that came while it ran is in this answer.
+        // Taken after the tool's work, so an end that came while it ran is in this answer;
+        // the daemon is asked too, since its event stream may lag behind what it knows.
+        await watcher.catchUp()
         let endings = inbox.take(excluding: answer.tellsEndOf)
         return Self.answer(TaskEndingText.answer(answer.text, after: endings), isError: isError)
     }

@@ -127,7 +127,7 @@ import Testing
         let (f, api) = try Self.setUp(script: { drover in """
             [
               {"match": "Delegate two jobs", "tool_use": {"name": "ToolSearch", "input": {"query": "select:mcp__drover__delegate_task", "max_results": 5}}},
-              {"match": "Tool loaded.", "times": 1, "tool_use": {"name": "mcp__drover__delegate_task", "input": {"description": "first mock job", "prompt": "@result the first is done", "agent": "mock"}}},
+              {"match": "Tool loaded.", "times": 1, "tool_use": {"name": "mcp__drover__delegate_task", "input": {"description": "first mock job", "prompt": "@sleep 500ms\\n@result the first is done", "agent": "mock"}}},
               {"match": "Task ID: bg_", "times": 1, "tool_use": {"name": "Bash", "input": {"command": "\(drover("wait --all --timeout 60s"))", "description": "let it end"}}},
               {"match": "", "times": 1, "tool_use": {"name": "mcp__drover__delegate_task", "input": {"description": "second mock job", "prompt": "@result the second is done", "agent": "mock"}}},
               {"match": "", "text": "Both launched."}

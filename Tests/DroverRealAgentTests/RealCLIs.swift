@@ -37,28 +37,28 @@ enum RealCLIs {
     }
 }
 
-/// fake_anthropic.py on a free port of 127.0.0.1, answering by the rules of `script`.
-final class FakeAnthropic {
+/// One of the fake APIs of Fakes/ (fake_anthropic.py, fake_responses.py) on a free port of
+/// 127.0.0.1, answering by the rules of its script and logging every request; killed when
+/// released.
+class FakeAPI {
     let pid: pid_t
     let port: Int
     let logPath: String
-    private let folder: String
     private var stopped = false
 
-    /// `script`: the rules, a JSON array (see fake_anthropic.py).
-    init(folder: String, script: String) throws {
-        self.folder = folder
-        logPath = folder + "/anthropic-requests.jsonl"
-        let scriptPath = folder + "/anthropic-script.json"
+    /// `name`: the fake (`anthropic` runs fake_anthropic.py); `script`: its rules, a JSON array.
+    init(_ name: String, folder: String, script: String) throws {
+        logPath = folder + "/\(name)-requests.jsonl"
+        let scriptPath = folder + "/\(name)-script.json"
         try FileSystem.writeFile(scriptPath, Array(script.utf8))
-        let out = folder + "/anthropic.out"
+        let out = folder + "/\(name).out"
         pid = try spawnChild(
-            ["/usr/bin/env", "python3", RealCLIs.fakes + "/fake_anthropic.py", "--script", scriptPath, "--log", logPath],
-            output: .file(out), stderr: folder + "/anthropic.err")
+            ["/usr/bin/env", "python3", RealCLIs.fakes + "/fake_\(name).py", "--script", scriptPath, "--log", logPath],
+            output: .file(out), stderr: folder + "/\(name).err")
         guard eventually(withinMs: 10_000, { readText(out).hasSuffix("\n") }), let port = Int(readText(out).split(separator: "\n").first ?? "") else {
             kill(pid, SIGKILL)
             _ = waitForExit(pid)
-            throw TestFailure("the fake Anthropic API did not print its port: \(readText(folder + "/anthropic.err"))")
+            throw TestFailure("the fake \(name) API did not print its port: \(readText(folder + "/\(name).err"))")
         }
         self.port = port
     }
@@ -70,19 +70,29 @@ final class FakeAnthropic {
     /// Every request so far, in order.
     func requests() -> [JSONObject] { (try? readLines(logPath)) ?? [] }
 
-    /// The text of every user message the model was sent in request `index`, joined.
-    func userText(ofRequest request: JSONObject) -> String {
-        let messages = request["body"]?.objectValue?["messages"]?.arrayValue ?? []
-        return messages.compactMap(\.objectValue).filter { $0["role"]?.stringValue == "user" }
-            .map { JSONWriter.string($0["content"] ?? .null) }.joined(separator: "\n")
-    }
-
     func stop() {
         guard !stopped else { return }
         stopped = true
         kill(pid, SIGKILL)
         _ = waitForExit(pid)
     }
+}
+
+/// The fake Anthropic Messages API (fake_anthropic.py).
+final class FakeAnthropic: FakeAPI {
+    init(folder: String, script: String) throws { try super.init("anthropic", folder: folder, script: script) }
+
+    /// The text of every user message the model was sent in a request, joined.
+    func userText(ofRequest request: JSONObject) -> String {
+        let messages = request["body"]?.objectValue?["messages"]?.arrayValue ?? []
+        return messages.compactMap(\.objectValue).filter { $0["role"]?.stringValue == "user" }
+            .map { JSONWriter.string($0["content"] ?? .null) }.joined(separator: "\n")
+    }
+}
+
+/// The fake OpenAI Responses API (fake_responses.py).
+final class FakeResponses: FakeAPI {
+    init(folder: String, script: String) throws { try super.init("responses", folder: folder, script: script) }
 }
 
 /// The environment the real Claude Code runs with in these tests: a scratch HOME, the fake
