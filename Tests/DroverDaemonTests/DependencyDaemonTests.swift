@@ -1,0 +1,87 @@
+import DroverCore
+import DroverTestSupport
+import DroverWire
+import Glibc
+import Testing
+
+/// `drover launch --after` and `--priority` through the daemon (SPEC 13).
+@Suite struct DependencyDaemonTests {
+    @Test func aLaunchWaitsForItsDependencyAndTakesItsResult() throws {
+        let d = try DaemonFixture()
+        // The plan ends only when the test says so: until then the build must wait.
+        let plan = try d.launch("@await-prompt\n@result the plan")
+        let build = try d.launch("@result built from: {result:\(plan)}", ["--after", plan])
+        let pending = try JSONParser.parse(try d.ok(["status", build, "--json"])).value.arrayValue?.first?.objectValue
+        #expect(pending?["status"] == "pending" && pending?["waiting_for"] == "dependency", "\(String(describing: pending))")
+        let session = try #require(try d.task(plan)["session_id"]?.stringValue)
+        #expect(eventually { (try? d.status(plan)) == "running" })
+        _ = try d.ok(["continue", session, "--prompt", "go on"])
+        let output = try d.ok(["output", build, "--wait", "--timeout", "20s"])
+        #expect(output.contains("built from: the plan"), "\(output)")
+        let planTask = try d.task(plan), buildTask = try d.task(build)
+        #expect((buildTask["started_at"]?.stringValue ?? "") >= (planTask["ended_at"]?.stringValue ?? "~"))
+        #expect(buildTask["request"]?.objectValue?["after"] == [.string(plan)])
+    }
+
+    @Test func anUnknownOrMalformedDependencyIsRefused() throws {
+        let d = try DaemonFixture()
+        let unknown = try d.run(["launch", "--agent", "explore", "--prompt", "x", "--after", "bg_0000dead"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("after: no task bg_0000dead"), "\(unknown.stderr)")
+        let malformed = try d.run(["launch", "--agent", "explore", "--prompt", "x", "--after", "ses_0000dead"])
+        #expect(malformed.status == 2 && malformed.stderr.contains("--after ses_0000dead: expected a task id"), "\(malformed.stderr)")
+        let first = try d.launch("@result one")
+        let notWaited = try d.run(["launch", "--agent", "explore", "--prompt", "use {result:\(first)}"])
+        #expect(notWaited.status != 0 && notWaited.stderr.contains("names a task that is not in \"after\""), "\(notWaited.stderr)")
+        #expect(try JSONParser.parse(try d.ok(["status", "--json"])).value.arrayValue?.count == 1, "nothing was queued")
+    }
+
+    @Test func cancellingADependencyCancelsWhatWaitsForIt() throws {
+        let d = try DaemonFixture()
+        let slow = try d.launch("@hang")
+        let next = try d.launch("@result never", ["--after", slow])
+        let last = try d.launch("@result never either", ["--after", next])
+        _ = try d.ok(["cancel", slow])
+        _ = try d.run(["wait", next, last, "--timeout", "10s"])
+        #expect(try d.task(next)["reason"] == "dependency" && d.task(next)["error"] == .string("its dependency \(slow) ended cancelled (user)"))
+        #expect(try d.task(last)["reason"] == "dependency" && d.task(last)["status"] == "cancelled")
+    }
+
+    /// A daemon killed while tasks wait for each other: its successor queues them again in
+    /// an order where each finds what it waits for, and the chain runs.
+    @Test func aChainOfWaitingTasksSurvivesADaemonRestart() throws {
+        let d = try DaemonFixture(settings: "\"retryOn\": [\"lost\"], \"retries\": 1")
+        let first = try d.launch("@sleep 60s")
+        let second = try d.launch("@result second after {result:\(first)}", ["--after", first])
+        let third = try d.launch("@result third", ["--after", second])
+        #expect(eventually(withinMs: 5000) { (try? d.task(first)["pid"]?.intValue) != nil })
+        let firstWorker = try #require(try d.task(first)["pid"]?.intValue)
+        let daemon = try #require(d.daemonPid)
+        kill(daemon, SIGKILL)
+        #expect(eventually(withinMs: 5000) { !Processes.isAlive(daemon) })
+        // The restarted daemon: the first is lost and tried again; the others wait for it.
+        _ = try d.ok(["status"])
+        #expect(try d.task(second)["waiting_for"] == "dependency" && d.task(third)["waiting_for"] == "dependency")
+        _ = try d.ok(["cancel", first])
+        _ = try d.run(["wait", second, third, "--timeout", "10s"])
+        #expect(try d.task(second)["reason"] == "dependency" && d.task(third)["reason"] == "dependency")
+        // No worker of the chain is left: the first attempt's nor the retried one's.
+        let retriedWorker = try d.task(first)["pid"]?.intValue
+        for pid in [firstWorker, retriedWorker].compactMap({ $0 }) {
+            #expect(eventually(withinMs: 5000) { !Processes.isAlive(pid_t(pid)) }, "worker \(pid) left behind")
+        }
+    }
+
+    @Test func priorityOrdersTheQueue() throws {
+        let d = try DaemonFixture(settings: "\"defaultConcurrency\": 1")
+        // The blocker holds the one slot until all three wait behind it.
+        let blocker = try d.launch("@hang")
+        let low = try d.launch("@result low", ["--priority", "-3"])
+        let normal = try d.launch("@result normal")
+        let high = try d.launch("@result high", ["--priority", "7"])
+        _ = try d.ok(["cancel", blocker])
+        _ = try d.run(["wait", low, normal, high, "--timeout", "20s"])
+        let starts = try readLines(d.state + "/events.jsonl").filter { $0["status"] == "running" }.compactMap { $0["task_id"]?.stringValue }
+        #expect(starts == [blocker, high, normal, low], "\(starts)")
+        #expect(try d.task(high)["request"]?.objectValue?["priority"] == 7)
+    }
+}
