@@ -8,6 +8,8 @@ public final class BatchRun {
     public struct Options: Sendable {
         public var resultsDirectory: String
         public var resume = false
+        /// With `resume`: rows lost in an earlier run run again too.
+        public var retryFailed = false
         public var haltOnError = false
         public var durable = true
         public init(resultsDirectory: String) {
@@ -66,7 +68,15 @@ public final class BatchRun {
         supervisor = engine.supervisor
         self.entries = entries
         self.options = options
-        if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries) }
+        if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries, retryFailed: options.retryFailed) }
+    }
+
+    /// The manifest the folder's rows come from, kept beside them (`--retry-failed` reads it).
+    public static let manifestCopy = "manifest.jsonl"
+
+    /// Keeps a copy of the manifest in the results folder.
+    public func keepManifest(_ bytes: [UInt8]) throws(FileError) {
+        try supervisor.store.folder.replace(Self.manifestCopy, bytes, sync: false)
     }
 
     /// Runs every task to its end and writes the summary files.

@@ -101,6 +101,29 @@ struct LaunchCommand: ParsableCommand {
     }
 }
 
+struct RestartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart",
+        abstract: "Queue a task again: a new task with the same request as an ended one; print its id.",
+        discussion: "The new task joins the same session (so an agent CLI resumes its conversation) unless --new-session."
+    )
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The ended task (bg_...).") var id: String
+    @Flag(name: .customLong("new-session"), help: "Start a new session instead of joining the task's.") var newSession = false
+    @Flag(help: "Wait for the new task and print its result.") var wait = false
+
+    func run() throws {
+        let answer = try client.call(RestartRequest(id: id, newSession: newSession))
+        if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
+        if client.common.json {
+            Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))
+        } else {
+            Terminal.out(answer.taskID)
+        }
+    }
+}
+
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "A table of tasks, or tasks in detail.")
 

@@ -85,3 +85,57 @@ import Testing
         #expect(try d.task(high)["request"]?.objectValue?["priority"] == 7)
     }
 }
+
+/// `drover restart ID [--new-session]` and `drover run --retry-failed` (SPEC 13).
+@Suite struct RestartTests {
+    @Test func restartQueuesTheSameRequestAsANewTaskOfTheSameSession() throws {
+        let d = try DaemonFixture()
+        let first = try d.launch("@result done once")
+        _ = try d.ok(["output", first, "--wait", "--timeout", "20s"])
+        let again = try d.ok(["restart", first, "--wait"])
+        #expect(again.contains("done once"), "\(again)")
+        let tasks = try JSONParser.parse(try d.ok(["status", "--json"])).value.arrayValue?.compactMap(\.objectValue) ?? []
+        #expect(tasks.count == 2)
+        let secondID = try #require(tasks.first { $0["id"]?.stringValue != first }?["id"]?.stringValue)
+        let original = try d.task(first), second = try d.task(secondID)
+        #expect(second["session_id"] == original["session_id"] && second["prompt"] == original["prompt"] && second["agent"] == "explore")
+        #expect(second["restart_of"] == .string(first))
+        let fresh = try d.ok(["restart", first, "--new-session", "--json"])
+        #expect(try parseObject(fresh)["session_id"] != original["session_id"], "\(fresh)")
+    }
+
+    @Test func onlyAnEndedKnownTaskCanBeRestarted() throws {
+        let d = try DaemonFixture()
+        let running = try d.launch("@hang")
+        let refused = try d.run(["restart", running])
+        #expect(refused.status == 2 && refused.stderr.contains("has not ended: cancel it first"), "\(refused.stderr)")
+        let unknown = try d.run(["restart", "bg_0000beef"])
+        #expect(unknown.status == 6 && unknown.stderr.contains("no such task: bg_0000beef"), "\(unknown.stderr)")
+        _ = try d.ok(["cancel", running])
+    }
+
+    /// The failed row (and what waited for it) runs again from the folder's own copy of the
+    /// manifest; the completed rows do not.
+    @Test func retryFailedRunsAgainWhatDidNotComplete() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let config = folder + "/config.jsonc"
+        try FileSystem.writeFile(config, Array(#"{"background_task": {"killGrace": "500ms"}}"#.utf8))
+        let manifest = """
+            {"command": ["sh", "-c", "echo ok >> runs-ok.log"], "description": "fine"}
+            {"command": ["sh", "-c", "echo x >> runs-flaky.log; test -f ready"], "name": "flaky", "description": "flaky"}
+            {"command": ["sh", "-c", "echo after >> runs-after.log"], "after": ["flaky"], "description": "after"}
+            """
+        try FileSystem.writeFile(folder + "/m.jsonl", Array(manifest.utf8))
+        let first = try runDrover(["run", "m.jsonl", "--results", "out", "--config", config], in: folder)
+        #expect(first.status == 1, "\(first.stdout) \(first.stderr)")
+        #expect(try readJSON(folder + "/out/summary.json")["counts"]?.objectValue?["cancelled"] == 1)
+        try FileSystem.writeFile(folder + "/ready", [])
+        let second = try runDrover(["run", "--retry-failed", "--results", "out", "--config", config], in: folder)
+        #expect(second.status == 0, "\(second.stdout) \(second.stderr)")
+        let counts = try #require(try readJSON(folder + "/out/summary.json")["counts"]?.objectValue)
+        #expect(counts["completed"] == 3, "\(counts)")
+        #expect(readText(folder + "/runs-ok.log") == "ok\n", "the completed row did not run again")
+        #expect(readText(folder + "/runs-flaky.log") == "x\nx\n" && readText(folder + "/runs-after.log") == "after\n")
+    }
+}
