@@ -22,7 +22,8 @@ import Testing
 
     @Test func itQueuesOnlyOnceEveryDependencyCompletedWithTheirResultsInItsPrompt() {
         var task = Self.subject(queuedTtl: 500)
-        #expect(task.handle(.admitted, at: Self.at(0)) == [.recordProgress], "admitted, but it waits: no queue, no queuedTtl")
+        #expect(task.record.waitingFor == .dependency, "from its first record")
+        #expect(task.handle(.admitted, at: Self.at(0)).isEmpty, "admitted, but it waits: no queue, no queuedTtl")
         #expect(task.record.status == .pending && task.record.waitingFor == .dependency)
         let one = task.handle(.dependencyEnded(taskID: Self.first, status: .completed, reason: .result, resultText: "the plan"), at: Self.at(10))
         #expect(one == [.recordProgress] && task.record.waitingFor == .dependency, "one of two")
@@ -56,8 +57,9 @@ import Testing
         var task = Self.subject()
         _ = task.handle(.dependencyEnded(taskID: Self.first, status: .completed, reason: .result, resultText: "a"), at: Self.at(0))
         _ = task.handle(.dependencyEnded(taskID: Self.second, status: .completed, reason: .result, resultText: "b"), at: Self.at(0))
+        #expect(task.record.waitingFor == .dependency, "not queued before it is admitted")
+        #expect(task.handle(.admitted, at: Self.at(1)) == [.recordProgress, .enqueue])
         #expect(task.record.waitingFor == .slot)
-        #expect(task.handle(.admitted, at: Self.at(1)) == [.enqueue])
         #expect(task.record.prompt == "review: a and b")
     }
 

@@ -139,3 +139,27 @@ import Testing
         #expect(readText(folder + "/runs-flaky.log") == "x\nx\n" && readText(folder + "/runs-after.log") == "after\n")
     }
 }
+
+/// `delegate_task` with `after` and `priority` (SPEC 13).
+@Suite struct DelegateDependencyTests {
+    @Test func aDelegatedTaskWaitsForTheTasksItNamesAndTakesTheirResults() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        let first = try client.call("delegate_task", ["description": "plan", "prompt": "@await-prompt\n@result the plan", "agent": "explore"])
+        let planID = try #require(field("Task ID", in: first.text))
+        let second = try client.call("delegate_task", ["description": "build", "prompt": .string("@result built on {result:\(planID)}"),
+                                                        "agent": "explore", "after": .array([.string(planID)]), "priority": 2])
+        #expect(!second.isError, "\(second.text)")
+        let buildID = try #require(field("Task ID", in: answerBody(second.text)))
+        #expect(try d.task(buildID)["waiting_for"] == "dependency" && d.task(buildID)["request"]?.objectValue?["priority"] == 2)
+        #expect(eventually { (try? d.status(planID)) == "running" })
+        _ = try d.ok(["continue", try #require(try d.task(planID)["session_id"]?.stringValue), "--prompt", "go"])
+        let result = try client.call("background_output", ["task_id": .string(buildID), "block": true, "timeout": 20_000])
+        #expect(answerBody(result.text).contains("built on the plan"), "\(result.text)")
+        let bad = try client.call("delegate_task", ["prompt": "x", "agent": "explore", "after": .array(["nope"])])
+        #expect(bad.isError && bad.text.contains("after: nope is not a task id"), "\(bad.text)")
+        let unknown = try client.call("delegate_task", ["prompt": "x", "agent": "explore", "after": "bg_0000dead"])
+        #expect(unknown.isError && unknown.text.contains("no task bg_0000dead"), "\(unknown.text)")
+    }
+}

@@ -116,7 +116,8 @@ public struct TaskLifecycle: Sendable {
         awaiting = Set(settings.dependencies)
         var record = record
         record.status = .pending
-        record.waitingFor = .slot
+        // Its first task.json says already what it waits for.
+        record.waitingFor = settings.dependencies.isEmpty ? .slot : .dependency
         record.pid = nil
         self.record = record
         self.settings = settings
@@ -189,7 +190,7 @@ public struct TaskLifecycle: Sendable {
             admitted = true
             if awaiting.isEmpty {
                 joinQueue(now, &effects)
-            } else {
+            } else if record.waitingFor != .dependency {
                 record.waitingFor = .dependency
                 effects.append(.recordProgress)
             }
