@@ -8,6 +8,8 @@ public final class BatchRun {
     public struct Options: Sendable {
         public var resultsDirectory: String
         public var resume = false
+        /// With `resume`: rows lost in an earlier run run again too.
+        public var retryFailed = false
         public var haltOnError = false
         public var durable = true
         public init(resultsDirectory: String) {
@@ -66,7 +68,15 @@ public final class BatchRun {
         supervisor = engine.supervisor
         self.entries = entries
         self.options = options
-        if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries) }
+        if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries, retryFailed: options.retryFailed) }
+    }
+
+    /// The manifest the folder's rows come from, kept beside them (`--retry-failed` reads it).
+    public static let manifestCopy = "manifest.jsonl"
+
+    /// Keeps a copy of the manifest in the results folder.
+    public func keepManifest(_ bytes: [UInt8]) throws(FileError) {
+        try supervisor.store.folder.replace(Self.manifestCopy, bytes, sync: false)
     }
 
     /// Runs every task to its end and writes the summary files.
@@ -89,8 +99,34 @@ public final class BatchRun {
             }
         }
         var submitted: [(Int, String)] = []
-        for entry in entries where resumed.completed[entry.line] == nil && resumed.lost[entry.line] == nil {
+        // Rows go in an order where each follows the rows it waits for; their names become
+        // the task ids those rows got (an earlier run's, for rows carried over).
+        var idOfName: [String: String] = [:]
+        var carriedOverOfName: [String: TaskSnapshot] = [:]
+        for entry in entries {
+            guard let name = entry.name, let snapshot = resumed.completed[entry.line] ?? resumed.lost[entry.line] else { continue }
+            carriedOverOfName[name] = snapshot
+        }
+        for entry in ManifestGraph.order(entries) where resumed.completed[entry.line] == nil && resumed.lost[entry.line] == nil {
             var request = entry.request
+            request.after = []
+            var unqueued: String?
+            for name in entry.after {
+                if idOfName[name] == nil, let earlier = carriedOverOfName[name] {
+                    supervisor.adopt(ended: earlier, request: nil)
+                    idOfName[name] = earlier.id
+                }
+                guard let id = idOfName[name] else {
+                    unqueued = name
+                    break
+                }
+                request.after.append(id)
+                request.prompt = request.prompt.replacing("{result:\(name)}", with: "{result:\(id)}")
+            }
+            if let unqueued {
+                writeStandardError("drover: line \(entry.line): not queued: the row \"\(unqueued)\" it waits for could not be queued\n")
+                continue
+            }
             request.extra["manifest_line"] = .number(Double(entry.line))
             request.extra["manifest_row"] = .string(entry.identity)
             let tags: JSONObject = ["manifest_row": .string(entry.identity), "manifest_line": .number(Double(entry.line))]
@@ -100,6 +136,7 @@ public final class BatchRun {
                 statuses[snapshot.id] = .pending
                 counts.pending += 1
                 submitted.append((entry.line, snapshot.id))
+                if let name = entry.name { idOfName[name] = snapshot.id }
             } catch {
                 // Agents were checked when the manifest was parsed; report anything else.
                 writeStandardError("drover: line \(entry.line): \(error)\n")

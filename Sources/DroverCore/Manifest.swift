@@ -4,10 +4,16 @@ import DroverWire
 public struct ManifestEntry: Sendable {
     /// 1-based line number in the file.
     public let line: Int
+    /// What the row asks for; its `after` holds row names until the row is submitted.
     public let request: TaskRequest
+    /// The row's `name`, for other rows' `after` and `{result:NAME}`.
+    public let name: String?
     /// Identifies the row across runs for `--resume`: a digest of its text plus which
     /// occurrence of that text it is.
     public let identity: String
+
+    /// The names of the rows it waits for.
+    public var after: [String] { request.after }
 }
 
 /// A manifest that cannot run: every bad line, with its number.
@@ -32,16 +38,17 @@ public enum Manifest {
             if text.last == 0x0D { text.removeLast() }
             if text.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             do {
-                let request = try parseLine(text, config: config)
+                let (request, name) = try parseLine(text, config: config)
                 let digest = fnv1a(text)
                 occurrences[digest, default: 0] += 1
                 let identity = String(digest, radix: 16) + "#" + String(occurrences[digest]!)
-                entries.append(ManifestEntry(line: line, request: request, identity: identity))
+                entries.append(ManifestEntry(line: line, request: request, name: name, identity: identity))
             } catch {
                 problems.append((line, error.text))
                 if problems.count >= 20 { break }
             }
         }
+        if problems.isEmpty { problems = ManifestGraph.problems(entries) }
         if !problems.isEmpty { throw ManifestError(file: file, problems: problems) }
         return entries
     }
@@ -50,7 +57,7 @@ public enum Manifest {
         let text: String
     }
 
-    static func parseLine(_ bytes: [UInt8], config: DroverConfig) throws(LineError) -> TaskRequest {
+    static func parseLine(_ bytes: [UInt8], config: DroverConfig) throws(LineError) -> (TaskRequest, name: String?) {
         let value: JSONValue
         do {
             value = try JSONParser.parse(bytes).value
@@ -58,8 +65,13 @@ public enum Manifest {
             throw LineError(text: "not valid JSON: \(error.reason) at column \(error.column)")
         }
         guard case .object(let row) = value else { throw LineError(text: "expected a JSON object, found \(value.typeName)") }
-        do {
-            return try TaskRequest.decode(row, from: .manifestLine, agents: Array(config.agents.keys))
+        do throws(FieldError) {
+            let request = try TaskRequest.decode(row, from: .manifestLine, agents: Array(config.agents.keys))
+            guard let name = row["name"] else { return (request, nil) }
+            guard case .string(let text) = name, ManifestNames.isName(text) else {
+                throw FieldError(field: "name", ManifestNames.rule(found: name.stringValue ?? name.typeName))
+            }
+            return (request, text)
         } catch {
             throw LineError(text: error.message)
         }

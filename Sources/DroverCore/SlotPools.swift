@@ -33,7 +33,7 @@ public final class SlotPools {
         /// Below the ceiling after rate limits; nil at the ceiling.
         var effective: Int?
         var running = 0
-        var waiting = WaitQueue()
+        var waiting = PriorityWaitQueue()
         /// Slot numbers given back, lowest last, reused before new ones.
         var freedSlots: [Int] = []
         var nextSlot = 0
@@ -109,7 +109,8 @@ public final class SlotPools {
 
     /// Asks for a slot: the grant if one is free now, else nil and the task waits its turn
     /// (at the head of the queue for an attempt that is tried again).
-    public func request(taskID: String, in assignment: PoolAssignment, provider: String? = nil, atHead: Bool = false) -> SlotGrant? {
+    public func request(taskID: String, in assignment: PoolAssignment, provider: String? = nil, atHead: Bool = false,
+                        priority: Int = 0) -> SlotGrant? {
         let pool = pool(for: assignment)
         if let provider { pool.providers.insert(provider) }
         if pool.waiting.isEmpty && pool.hasRoom && globalHasRoom {
@@ -121,7 +122,7 @@ public final class SlotPools {
             pool.waiting.prepend(taskID, sequence: nextHeadSequence)
         } else {
             nextSequence += 1
-            pool.waiting.append(taskID, sequence: nextSequence)
+            pool.waiting.append(taskID, sequence: nextSequence, priority: priority)
         }
         poolOfWaiter[taskID] = pool.id
         return nil
@@ -239,14 +240,15 @@ public final class SlotPools {
             }
             return grants
         }
-        // Under a global cap the oldest waiter among pools with room goes first.
+        // Under a global cap the first waiter among pools with room goes first: the highest
+        // priority (a retried attempt's head place above all), then the oldest.
         while globalHasRoom {
             var best: Pool?
-            var bestSequence = Int64.max
+            var bestKey = (priority: Int.min, sequence: Int64.max)
             for pool in pools.values where pool.hasRoom {
-                if let head = pool.waiting.first, head.sequence < bestSequence {
+                if let head = pool.waiting.first, head.priority > bestKey.priority || (head.priority == bestKey.priority && head.sequence < bestKey.sequence) {
                     best = pool
-                    bestSequence = head.sequence
+                    bestKey = (head.priority, head.sequence)
                 }
             }
             guard let pool = best, let next = pool.waiting.popFirst() else { break }
@@ -289,12 +291,77 @@ public final class SlotPools {
     public var totalWaiting: Int { poolOfWaiter.count }
 }
 
+/// A pool's waiters (SPEC 13): a higher priority first, FIFO among equals; a retried
+/// attempt at the head, above every priority. One FIFO per priority present.
+struct PriorityWaitQueue {
+    /// The place of a retried attempt: before any priority.
+    static let headPriority = Int.max
+    private var levels: [Int: WaitQueue] = [:]
+    /// The priorities that have waiters, highest first.
+    private var priorities: [Int] = []
+    private var priorityOf: [String: Int] = [:]
+
+    var count: Int { priorityOf.count }
+    var isEmpty: Bool { priorityOf.isEmpty }
+
+    mutating func append(_ taskID: String, sequence: Int64, priority: Int) {
+        let priority = min(priority, Self.headPriority - 1)
+        if levels[priority] == nil {
+            levels[priority] = WaitQueue()
+            let index = priorities.firstIndex { $0 < priority } ?? priorities.count
+            priorities.insert(priority, at: index)
+        }
+        levels[priority]!.append(taskID, sequence: sequence, priority: priority)
+        priorityOf[taskID] = priority
+    }
+
+    mutating func prepend(_ taskID: String, sequence: Int64) {
+        let priority = Self.headPriority
+        if levels[priority] == nil {
+            levels[priority] = WaitQueue()
+            priorities.insert(priority, at: 0)
+        }
+        levels[priority]!.prepend(taskID, sequence: sequence, priority: priority)
+        priorityOf[taskID] = priority
+    }
+
+    var first: WaitQueue.Entry? {
+        mutating get {
+            guard let top = priorities.first else { return nil }
+            return levels[top]!.first
+        }
+    }
+
+    var ids: [String] { priorities.flatMap { levels[$0]!.ids } }
+
+    mutating func popFirst() -> WaitQueue.Entry? {
+        guard let top = priorities.first, let entry = levels[top]!.popFirst() else { return nil }
+        priorityOf[entry.taskID] = nil
+        dropIfEmpty(top)
+        return entry
+    }
+
+    mutating func remove(_ taskID: String) -> Bool {
+        guard let priority = priorityOf.removeValue(forKey: taskID) else { return false }
+        let removed = levels[priority]!.remove(taskID)
+        dropIfEmpty(priority)
+        return removed
+    }
+
+    private mutating func dropIfEmpty(_ priority: Int) {
+        guard levels[priority]?.isEmpty == true else { return }
+        levels[priority] = nil
+        priorities.removeAll { $0 == priority }
+    }
+}
+
 /// FIFO of waiting task ids that also supports removing any one of them, and putting one
 /// at the head (a retried attempt keeps its place).
 struct WaitQueue {
     struct Entry {
         let taskID: String
         let sequence: Int64
+        let priority: Int
     }
     private var entries: [Entry?] = []
     private var head = 0
@@ -303,19 +370,19 @@ struct WaitQueue {
     var count: Int { positions.count }
     var isEmpty: Bool { positions.isEmpty }
 
-    mutating func append(_ taskID: String, sequence: Int64) {
+    mutating func append(_ taskID: String, sequence: Int64, priority: Int = 0) {
         positions[taskID] = entries.count
-        entries.append(Entry(taskID: taskID, sequence: sequence))
+        entries.append(Entry(taskID: taskID, sequence: sequence, priority: priority))
     }
 
-    mutating func prepend(_ taskID: String, sequence: Int64) {
+    mutating func prepend(_ taskID: String, sequence: Int64, priority: Int = 0) {
         skipRemoved()
         if head > 0 {
             head -= 1
-            entries[head] = Entry(taskID: taskID, sequence: sequence)
+            entries[head] = Entry(taskID: taskID, sequence: sequence, priority: priority)
             positions[taskID] = head
         } else {
-            entries.insert(Entry(taskID: taskID, sequence: sequence), at: 0)
+            entries.insert(Entry(taskID: taskID, sequence: sequence, priority: priority), at: 0)
             for (i, entry) in entries.enumerated() {
                 if let entry { positions[entry.taskID] = i }
             }

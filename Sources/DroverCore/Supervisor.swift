@@ -41,6 +41,8 @@ public final class Supervisor {
     var draining = false
     /// Tasks holding a slot.
     var running: Set<String> = []
+    /// For each task, the tasks that wait for it to complete (SPEC 13).
+    private var dependents: [String: [String]] = [:]
     /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
     private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
     private var unwrittenStartHead = 0
@@ -151,6 +153,10 @@ public final class Supervisor {
                        whenRecorded: ((FileError?) -> Void)? = nil) throws(SubmitError) -> TaskSnapshot
     {
         loop.assertOnLoopThread()
+        for dependency in request.after where tasks[dependency] == nil { throw .unknownDependency(dependency) }
+        for reference in ManifestGraph.resultReferences(in: request.prompt) where TaskIdentifiers.isTaskID(reference) && !request.after.contains(reference) {
+            throw .resultOfNonDependency(reference)
+        }
         var id = identity?.id ?? TaskIdentifiers.newTaskID()
         while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
         let sessionID = identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID()
@@ -167,6 +173,7 @@ public final class Supervisor {
         if identity != nil { task.hasFolder = FileSystem.isDirectory(store.taskDirectory(id)) }
         // A task queued again under its old identity has its pending line already.
         persist(task, writingTaskFile: policy.recordsQueuedTasks, journaling: identity == nil || base != nil)
+        link(task)
         guard policy.recordsQueuedTasks else {
             admit(task)
             whenRecorded?(nil)
@@ -193,8 +200,43 @@ public final class Supervisor {
         let task = try makeTask(request, id: snapshot.id, sessionID: snapshot.sessionID, createdMs: snapshot.createdMs, base: snapshot)
         task.hasFolder = true
         task.published = task.record
+        link(task)
         admit(task)
         return task.record
+    }
+
+    /// Ties a new task to the tasks it waits for: those that have ended already are told to
+    /// it now, the others when they end. One this supervisor does not know (its folder was
+    /// removed while the task was pending) can never complete.
+    private func link(_ task: TaskDriver) {
+        for id in task.lifecycle.settings.dependencies {
+            guard let dependency = tasks[id] else {
+                task.feed(.dependencyEnded(taskID: id, status: .cancelled, reason: nil, resultText: nil))
+                continue
+            }
+            let record = dependency.record
+            if record.status == .completed {
+                // Its result.md may still be on its way to the disk.
+                store.whenWritten { [weak self, weak task] in
+                    guard let self, let task else { return }
+                    let text = (try? self.store.folder.read("tasks/\(id)/result.md")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    task.feed(.dependencyEnded(taskID: id, status: .completed, reason: record.reason, resultText: text))
+                }
+            } else if record.status.isTerminal {
+                task.feed(.dependencyEnded(taskID: id, status: record.status, reason: record.reason, resultText: nil))
+            } else {
+                dependents[id, default: []].append(task.id)
+            }
+        }
+    }
+
+    /// A task ended: the tasks that wait for it hear how (and they tell theirs in turn).
+    private func tellDependents(of task: TaskDriver, _ outcome: Outcome) {
+        guard let waiting = dependents.removeValue(forKey: task.id) else { return }
+        let text = outcome.status == .completed ? outcome.resultText ?? "" : nil
+        for id in waiting {
+            tasks[id]?.feed(.dependencyEnded(taskID: task.id, status: outcome.status, reason: outcome.reason, resultText: text))
+        }
     }
 
     /// Takes into the table a task that ended under an earlier supervisor (read back from
@@ -276,7 +318,7 @@ public final class Supervisor {
             maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
             resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
             resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved,
-            spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)))
+            spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after)
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool)
         return (snapshot, settings, plan)
     }
@@ -292,12 +334,13 @@ public final class Supervisor {
         // A stopping supervisor starts nothing: the task stays pending for the next one.
         guard !task.record.status.isTerminal, !draining else { return }
         task.feed(.admitted)
-        enqueue(task, atHead: false)
     }
 
-    /// Its pool's queue: a grant at once, or a wait that says why.
+    /// Its pool's queue (by its priority): a grant at once, or a wait that says why.
     func enqueue(_ task: TaskDriver, atHead: Bool) {
-        if let grant = pools.request(taskID: task.id, in: task.pool, provider: task.record.provider, atHead: atHead) {
+        guard !draining else { return }
+        let priority = task.request?.priority ?? 0
+        if let grant = pools.request(taskID: task.id, in: task.pool, provider: task.record.provider, atHead: atHead, priority: priority) {
             startGranted([grant])
         } else {
             task.feed(.waiting(pools.cooldownUntil(task.pool.id) == nil ? .slot : .cooldown))
@@ -419,6 +462,7 @@ public final class Supervisor {
             }
             startGranted(grants)
         }
+        tellDependents(of: task, outcome)
     }
 
     /// An attempt ended and another follows after its backoff: the slot goes back now, the

@@ -15,7 +15,7 @@ public enum TaskReason: String, Sendable {
     // error
     case exitCode = "exit_code", signal, spawn, `protocol`, workerError = "worker_error", lost
     // cancelled
-    case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown, budget
+    case user, ttl, stale, queuedTtl = "queued_ttl", circuitBreaker = "circuit_breaker", shutdown, budget, dependency
     // pending again: an attempt ended and the next one waits
     case retry
 
@@ -23,7 +23,7 @@ public enum TaskReason: String, Sendable {
         switch self {
         case .result, .idle, .stable, .exit: .completed
         case .exitCode, .signal, .spawn, .protocol, .workerError, .lost: .error
-        case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown, .budget: .cancelled
+        case .user, .ttl, .stale, .queuedTtl, .circuitBreaker, .shutdown, .budget, .dependency: .cancelled
         case .retry: .pending
         }
     }

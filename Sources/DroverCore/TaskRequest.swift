@@ -23,6 +23,11 @@ public struct TaskRequest: Sendable, Equatable {
     public var limits = ResourceLimits()
     /// Run in a fresh private folder under the task's folder (nil: as the agent says).
     public var workdirPerTask: Bool?
+    /// Tasks (ids) that must complete before this one starts (SPEC 13); a manifest's row
+    /// names are turned into ids before the row is submitted.
+    public var after: [String] = []
+    /// Within its pool a higher priority starts first; equal priorities stay FIFO.
+    public var priority = 0
     /// Continue this session instead of starting a new one.
     public var sessionID: String?
     public var resume = false
@@ -74,6 +79,8 @@ extension TaskRequest {
                               ("maxTranscriptBytes", breaker.maxTranscriptBytes)] {
             if let value { object[name] = .number(Double(value)) }
         }
+        if !after.isEmpty { object["after"] = .array(after.map { .string($0) }) }
+        if priority != 0 { object["priority"] = .number(Double(priority)) }
         if resume { object["resume"] = true }
         return object
     }
@@ -129,12 +136,19 @@ extension TimerSettings {
 public enum SubmitError: Error, Sendable, CustomStringConvertible {
     case unknownAgent(String, known: [String])
     case emptyCommand
+    /// `after` names a task this supervisor does not know.
+    case unknownDependency(String)
+    /// The prompt's `{result:ID}` names a task that is not in `after`.
+    case resultOfNonDependency(String)
 
     public var description: String {
         switch self {
         case .unknownAgent(let name, let known):
             return "unknown agent \"\(name)\" (known: \(known.joined(separator: ", ")))"
         case .emptyCommand: return "a command task needs a non-empty argv array"
+        case .unknownDependency(let id): return "after: no task \(id) (a task can only wait for a task drover knows)"
+        case .resultOfNonDependency(let id):
+            return "the prompt's {result:\(id)} names a task that is not in \"after\": a result is known only once the task it waits for has completed"
         }
     }
 }

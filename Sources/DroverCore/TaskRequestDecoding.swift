@@ -16,12 +16,15 @@ public enum TaskRequestSource: Sendable {
 extension TaskRequest {
     static let timerKeys = TimerSettings.durationKeys.map(\.0) + ["stablePolls"]
     static let breakerKeys = ["maxToolCalls", "maxRepeatedToolCalls", "maxTranscriptBytes"]
-    static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl"]
+    static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl",
+                             "after", "priority"]
         + timerKeys + breakerKeys + ConfigReader.retryKeys + SpendLimits.keys
+    /// Priorities beyond this either way are refused: a typo, not a plan.
+    public static let priorityRange = -1_000_000...1_000_000
 
     public static func keys(for source: TaskRequestSource) -> [String] {
         switch source {
-        case .manifestLine: commonKeys
+        case .manifestLine: commonKeys + ["name"]
         case .launch: commonKeys + ["session", "ttl_ms"]
         case .taskFile: commonKeys + ["resume"]
         }
@@ -57,12 +60,35 @@ extension TaskRequest {
             request.workdirPerTask = true
         }
         try readSettings(fields, into: &request)
+        request.after = try dependencies(fields, source: source)
+        if let priority = fields.value("priority") {
+            guard case .number(let number) = priority, number.rounded() == number, priorityRange.contains(Int(exactly: number) ?? Int.max) else {
+                throw FieldError(field: "priority", "\"priority\" must be a whole number from \(priorityRange.lowerBound) to \(priorityRange.upperBound), found \(FieldReader.describe(priority))")
+            }
+            request.priority = Int(number)
+        }
         switch source {
         case .launch: request.sessionID = try fields.cString("session")
         case .taskFile: request.resume = try fields.bool("resume") ?? false
         case .manifestLine: break
         }
         return request
+    }
+
+    /// `after`: task ids, or in a manifest the names of other rows; each once.
+    private static func dependencies(_ fields: FieldReader, source: TaskRequestSource) throws(FieldError) -> [String] {
+        let what = source == .manifestLine ? "row names" : "task ids (bg_...)"
+        let names = try fields.strings("after", of: what) ?? []
+        var seen: Set<String> = []
+        for name in names {
+            guard seen.insert(name).inserted else { throw FieldError(field: "after", "\"after\" names \(name) twice") }
+            if source == .manifestLine {
+                guard ManifestNames.isName(name) else { throw FieldError(field: "after", ManifestNames.rule(found: name)) }
+            } else {
+                guard TaskIdentifiers.isTaskID(name) else { throw FieldError(field: "after", "\"after\" must hold task ids (bg_...), found \(FieldReader.describe(.string(name)))") }
+            }
+        }
+        return names
     }
 
     private static func argv(_ fields: FieldReader) throws(FieldError) -> [String] {

@@ -16,10 +16,11 @@ public enum ControlRequest: Sendable {
     case shutdown(ShutdownRequest)
     case ping(PingRequest)
     case stats(StatsRequest)
+    case restart(RestartRequest)
 
     static let types = [
         LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
-        LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type,
+        LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type, RestartRequest.type,
     ]
 
     /// Reads a request frame; the error names the request type and the wrong member.
@@ -50,6 +51,7 @@ public enum ControlRequest: Sendable {
         case ShutdownRequest.type: .shutdown(try ShutdownRequest(decoding: members))
         case PingRequest.type: .ping(try PingRequest(decoding: members))
         case StatsRequest.type: .stats(try StatsRequest(decoding: members))
+        case RestartRequest.type: .restart(try RestartRequest(decoding: members))
         default: nil
         }
     }
@@ -62,6 +64,7 @@ public enum ControlRequest: Sendable {
         case .output(let call): call.json()
         case .cancel(let call): call.json()
         case .continue(let call): call.json()
+        case .restart(let call): call.json()
         case .wait(let call): call.json()
         case .logs(let call): call.json()
         case .events(let call): call.json()
@@ -241,6 +244,32 @@ public struct ContinueRequest: ControlCall {
     public func members() -> JSONObject {
         var object: JSONObject = ["session": .string(session), "prompt": .string(prompt)]
         if let description { object["description"] = .string(description) }
+        return object
+    }
+}
+
+/// A new task with the same request as an ended one (SPEC 13): a new id, the same session
+/// unless `new_session`.
+public struct RestartRequest: ControlCall {
+    public typealias Reply = LaunchReply
+    public static let type = "restart"
+    public var id: String
+    public var newSession: Bool
+
+    public init(id: String, newSession: Bool = false) {
+        self.id = id
+        self.newSession = newSession
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["id", "new_session"])
+        id = try fields.required("id", fields.string)
+        newSession = try fields.bool("new_session") ?? false
+    }
+
+    public func members() -> JSONObject {
+        var object: JSONObject = ["id": .string(id)]
+        if newSession { object["new_session"] = true }
         return object
     }
 }

@@ -20,6 +20,7 @@ extension DaemonServer {
         case .events(let events): self.events(events, connection)
         case .shutdown: shutdown(replyTo: connection)
         case .stats: stats(connection)
+        case .restart(let request): restart(request, connection)
         }
     }
 
@@ -124,6 +125,27 @@ extension DaemonServer {
         task.description = request.description ?? String(request.prompt.split(separator: "\n").first ?? "")
         task.sessionID = session
         task.resume = true
+        // A continuation follows its session, not what the session's first task waited for.
+        task.after = []
+        submit(task, connection)
+    }
+
+    private func restart(_ request: RestartRequest, _ connection: ControlConnection) {
+        guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
+        if let problem = unknownTask([request.id]) { return fail(connection, 6, problem) }
+        guard let snapshot = current(request.id), snapshot.status.isTerminal else {
+            return fail(connection, 2, "task \(request.id) has not ended: cancel it first, or wait for it")
+        }
+        guard var task = supervisor.request(of: request.id) else {
+            return fail(connection, 6, "task \(request.id) cannot be restarted: its request in task.json is unreadable")
+        }
+        if request.newSession {
+            task.sessionID = nil
+            task.resume = false
+        } else {
+            task.sessionID = snapshot.sessionID
+        }
+        task.extra["restart_of"] = .string(request.id)
         submit(task, connection)
     }
 

@@ -125,11 +125,27 @@ public final class DaemonServer {
     /// Rebuilds the table from the folder: pending tasks queue again in their original
     /// order; tasks that may have started under the daemon that died are error(lost), and
     /// what is left of their processes is killed.
+    /// Pending tasks in the order they were created, each after the pending tasks it waits
+    /// for (so that it finds them in the table when it is queued again).
+    static func dependenciesFirst(_ pending: [(TaskSnapshot, TaskRequest)]) -> [(TaskSnapshot, TaskRequest)] {
+        let sorted = pending.sorted { ($0.0.createdMs, $0.0.id) < ($1.0.createdMs, $1.0.id) }
+        let byID = Dictionary(sorted.map { ($0.0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var placed: Set<String> = []
+        var ordered: [(TaskSnapshot, TaskRequest)] = []
+        func place(_ task: (TaskSnapshot, TaskRequest)) {
+            guard placed.insert(task.0.id).inserted else { return }
+            for id in task.1.after { if let dependency = byID[id] { place(dependency) } }
+            ordered.append(task)
+        }
+        sorted.forEach(place)
+        return ordered
+    }
+
     private func recover() {
         let found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
         for note in found.notes { writeLog("recovery: \(note)") }
         for (snapshot, request) in found.ended { supervisor.adopt(ended: snapshot, request: request) }
-        for (snapshot, request) in found.pending {
+        for (snapshot, request) in Self.dependenciesFirst(found.pending) {
             do {
                 try supervisor.restore(pending: snapshot, request: request)
             } catch {

@@ -116,6 +116,11 @@ public final class DelegationServer: Sendable {
             var task = TaskRequest(agent: agent!, prompt: prompt, description: description)
             task.provider = try arguments.string("provider")
             task.model = try arguments.string("model")
+            task.after = try arguments.taskIDs("after")
+            for id in task.after where !TaskIdentifiers.isTaskID(id) {
+                throw ToolInputError("after: \(id) is not a task id (bg_ and 8 hex digits, as delegate_task returned it)")
+            }
+            task.priority = try arguments.integer("priority", in: TaskRequest.priorityRange) ?? 0
             answer = try await gateway.call(LaunchRequest(task: task))
         }
         let taskID = answer.taskID

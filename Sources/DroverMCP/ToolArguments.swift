@@ -26,6 +26,33 @@ struct ToolArguments {
         }
     }
 
+    /// Task ids: an array of strings, or one string (ids split at commas and spaces).
+    func taskIDs(_ name: String) throws(ToolInputError) -> [String] {
+        guard let value = values[name], !value.isNull else { return [] }
+        var ids: [String] = []
+        if let text = value.stringValue {
+            ids = text.split(whereSeparator: { $0 == "," || $0.isWhitespace }).map(String.init)
+        } else if let items = value.arrayValue {
+            for item in items {
+                guard let text = item.stringValue else { throw ToolInputError("\(name) must be an array of task ids (bg_...)") }
+                ids.append(text.trimmingWhitespace)
+            }
+        } else {
+            throw ToolInputError("\(name) must be an array of task ids (bg_...)")
+        }
+        return ids
+    }
+
+    /// A whole number within `range`, or nil when absent.
+    func integer(_ name: String, in range: ClosedRange<Int>) throws(ToolInputError) -> Int? {
+        guard let value = values[name], !value.isNull else { return nil }
+        let number: Double? = value.intValue.map(Double.init) ?? value.doubleValue ?? value.stringValue.flatMap { Double($0.trimmingWhitespace) }
+        guard let number, number.isFinite, number == number.rounded(), number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+            throw ToolInputError("\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return Int(number)
+    }
+
     /// A whole number of milliseconds within `range`.
     func milliseconds(_ name: String, default fallback: Int, in range: ClosedRange<Int>) throws(ToolInputError) -> Int {
         guard let value = values[name], !value.isNull else { return fallback }

@@ -48,9 +48,17 @@ struct LaunchCommand: ParsableCommand {
     @Option(help: "Continue this session (ses_...).") var session: String?
     @Option(help: "Working folder of the task.") var cwd: String?
     @Option(name: .customLong("env"), help: "K=V added to the task's environment (repeatable).") var env: [String] = []
+    @Option(name: .customLong("after"), parsing: .upToNextOption,
+            help: "Start only once these tasks (bg_...) have completed; if one does not, this task ends cancelled(dependency). {result:bg_...} in the prompt becomes that task's result.")
+    var after: [String] = []
+    @Option(parsing: .unconditional, help: "Within its pool a higher priority starts first (default 0, may be negative; equal priorities keep their order).") var priority: Int?
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
+        for id in after where !TaskIdentifiers.isTaskID(id) { throw ValidationError("--after \(id): expected a task id (bg_ and 8 hex digits)") }
+        if let priority, !TaskRequest.priorityRange.contains(priority) {
+            throw ValidationError("--priority \(priority): expected a whole number from \(TaskRequest.priorityRange.lowerBound) to \(TaskRequest.priorityRange.upperBound)")
+        }
         if agent == nil { throw ValidationError("--agent is required (built in: explore, librarian, oracle; claude, opencode, codex)") }
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         _ = try parseDuration(ttl, flag: "--ttl")
@@ -76,12 +84,37 @@ struct LaunchCommand: ParsableCommand {
         task.model = model
         task.timers.taskTtl = try parseDuration(ttl, flag: "--ttl")
         task.sessionID = session
+        task.after = after
+        task.priority = priority ?? 0
         task.cwd = cwd.map(FileSystem.absolute)
         for entry in env {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             task.env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
         let answer = try client.call(LaunchRequest(task: task))
+        if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
+        if client.common.json {
+            Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))
+        } else {
+            Terminal.out(answer.taskID)
+        }
+    }
+}
+
+struct RestartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart",
+        abstract: "Queue a task again: a new task with the same request as an ended one; print its id.",
+        discussion: "The new task joins the same session (so an agent CLI resumes its conversation) unless --new-session."
+    )
+
+    @OptionGroup var client: ClientOptions
+    @Argument(help: "The ended task (bg_...).") var id: String
+    @Flag(name: .customLong("new-session"), help: "Start a new session instead of joining the task's.") var newSession = false
+    @Flag(help: "Wait for the new task and print its result.") var wait = false
+
+    func run() throws {
+        let answer = try client.call(RestartRequest(id: id, newSession: newSession))
         if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
             Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))

@@ -10,7 +10,7 @@ struct Drover: ParsableCommand {
         version: Drover.version,
         subcommands: [
             DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
-            CancelCommand.self, ContinueCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
+            CancelCommand.self, ContinueCommand.self, RestartCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
             McpCommand.self, StatsCommand.self, UsageCommand.self,
             HookCommand.self,
         ]

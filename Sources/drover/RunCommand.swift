@@ -15,14 +15,17 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Argument(help: "The manifest: one JSON object per line.")
-    var file: String
+    @Argument(help: "The manifest: one JSON object per line (with --retry-failed: by default the copy in the --results folder).")
+    var file: String?
 
     @Option(name: .customLong("results"), help: "Results folder (default: ./drover-results/<UTC timestamp>).")
     var results: String?
 
     @Flag(name: .customLong("resume"), help: "Skip the tasks that a previous run into the same --results folder completed.")
     var resume = false
+
+    @Flag(name: .customLong("retry-failed"), help: "Run again every row of the --results folder that did not complete (error, cancelled, lost); skip the completed ones.")
+    var retryFailed = false
 
     @Flag(name: .customLong("halt-on-error"), help: "On the first task in error, cancel the others and stop.")
     var haltOnError = false
@@ -39,6 +42,10 @@ struct RunCommand: ParsableCommand {
         if resume && results == nil {
             throw ValidationError("--resume needs --results FOLDER: the folder of the run to resume")
         }
+        if retryFailed && results == nil {
+            throw ValidationError("--retry-failed needs --results FOLDER: the folder whose failed rows to run again")
+        }
+        if file == nil && !retryFailed { throw ValidationError("give the manifest file (one JSON task per line)") }
     }
 
     func run() throws {
@@ -50,11 +57,12 @@ struct RunCommand: ParsableCommand {
             // it has no room for is cancelled.
             config.budgets.append(Budget(name: "batch", scope: .all, costUsd: maxCost, tokens: maxTokens, windowMs: nil, onExhausted: .cancel))
         }
+        let file = self.file ?? (results ?? ".") + "/" + BatchRun.manifestCopy
         let bytes: [UInt8]
         do {
             bytes = try FileSystem.read(file)
         } catch {
-            Terminal.error("drover: \(error)")
+            Terminal.error(self.file == nil ? "drover: --retry-failed without a manifest reads the copy a run keeps in its folder: \(error)" : "drover: \(error)")
             throw ExitCode(2)
         }
         let entries: [ManifestEntry]
@@ -66,7 +74,8 @@ struct RunCommand: ParsableCommand {
         }
         let folder = results ?? "drover-results/" + Clock.compactStamp(ms: Clock.wallMs())
         var options = BatchRun.Options(resultsDirectory: folder)
-        options.resume = resume
+        options.resume = resume || retryFailed
+        options.retryFailed = retryFailed
         options.haltOnError = haltOnError
         let batch: BatchRun
         do {
@@ -74,6 +83,11 @@ struct RunCommand: ParsableCommand {
         } catch {
             Terminal.error("drover: \(error)")
             throw ExitCode(2)
+        }
+        do {
+            try batch.keepManifest(bytes)
+        } catch {
+            Terminal.error("drover: warning: cannot keep a copy of the manifest in the results folder (--retry-failed without a manifest needs it): \(error)")
         }
         let progress = ProcessSetup.isTerminal(2) && !common.json ? ProgressLine(loop: batch.loop) : nil
         progress?.start { batch.counts }

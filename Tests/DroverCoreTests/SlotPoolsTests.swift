@@ -211,3 +211,37 @@ import Testing
         #expect(pools.release(running).map(\.taskID) == ["retried"])
     }
 }
+
+/// Priorities within a pool (SPEC 13): higher first, FIFO among equals, a retried attempt
+/// at the head above all; under a global cap the first waiter across pools by the same rule.
+@Suite struct SlotPriorityTests {
+    @Test func aHigherPriorityStartsFirstAndEqualsKeepTheirOrder() {
+        let pools = SlotPools()
+        let pool = PoolAssignment(id: "p", limit: 1)
+        #expect(pools.request(taskID: "running", in: pool) != nil)
+        for (id, priority) in [("low", -1), ("a", 0), ("high", 5), ("b", 0), ("higher", 9), ("c", 0)] {
+            #expect(pools.request(taskID: id, in: pool, priority: priority) == nil)
+        }
+        #expect(pools.request(taskID: "retried", in: pool, atHead: true) == nil)
+        #expect(pools.waiters(in: "p") == ["retried", "higher", "high", "a", "b", "c", "low"])
+        #expect(pools.withdraw(taskID: "high"))
+        var order: [String] = []
+        var grant = SlotGrant(taskID: "running", pool: "p", slot: 0)
+        while let next = pools.release(grant).first {
+            order.append(next.taskID)
+            grant = next
+        }
+        #expect(order == ["retried", "higher", "a", "b", "c", "low"])
+        #expect(pools.waiting(in: "p") == 0)
+    }
+
+    @Test func underAGlobalCapThePriorityWinsAcrossPools() {
+        let pools = SlotPools(globalLimit: 1)
+        let first = PoolAssignment(id: "first", limit: 0)
+        let second = PoolAssignment(id: "second", limit: 0)
+        let running = pools.request(taskID: "running", in: first)!
+        #expect(pools.request(taskID: "old", in: first) == nil)
+        #expect(pools.request(taskID: "urgent", in: second, priority: 3) == nil)
+        #expect(pools.release(running).map(\.taskID) == ["urgent"], "priority over age")
+    }
+}

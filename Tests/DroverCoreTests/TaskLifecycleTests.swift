@@ -54,7 +54,7 @@ import Testing
 
     @Test func aWorkerStartsOnlyOnceItsStartIsRecorded() {
         var t = Subject { $0.taskTtl = 60_000; $0.staleTimeout = 30_000; $0.minStabilityTime = 10_000 }
-        #expect(t.at(0, .admitted).isEmpty)
+        #expect(t.at(0, .admitted) == [.enqueue], "without dependencies it joins its pool's queue at once")
         #expect(t.record.status == .pending && t.record.waitingFor == .slot)
         #expect(t.at(5, .slotGranted(slot: 2)) == [.recordStart])
         #expect(t.record.status == .running && t.record.waitingFor == nil && t.record.attempt == 1 && t.record.slot == 2)
@@ -94,7 +94,7 @@ import Testing
 
     @Test func queuedTtlCancelsAWaitingTaskAndASlotStopsIt() {
         var expires = Subject { $0.queuedTtl = 500 }
-        #expect(expires.at(0, .admitted) == [.arm(.queuedTtl, atMs: 500)])
+        #expect(expires.at(0, .admitted) == [.arm(.queuedTtl, atMs: 500), .enqueue])
         let effects = expires.at(500, .timerFired(.queuedTtl))
         #expect(effects.first == .withdraw)
         #expect(Self.ended(effects)?.reason == .queuedTtl)

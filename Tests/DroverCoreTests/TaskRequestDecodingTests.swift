@@ -92,7 +92,7 @@ import Testing
 
     /// Each wrong field is refused with a message that names it.
     @Test(arguments: [
-        (#"{"agent": "explore", "prompt": "x", "idz": 1}"#, "idz", "unknown key \"idz\" (known: agent,"),
+        (#"{"agent": "explore", "prompt": "x", "idz": 1}"#, "idz", "unknown key \"idz\" (known: after, agent,"),
         (#"{"agent": 5, "prompt": "x"}"#, "agent", "\"agent\" must be a string, found a number"),
         (#"{"agent": "explore", "command": ["/bin/true"]}"#, "agent", "not both"),
         (#"{"command": "/bin/true"}"#, "command", "\"command\" must be an array of strings (an argv), found a string"),

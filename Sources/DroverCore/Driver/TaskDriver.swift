@@ -121,6 +121,8 @@ final class TaskDriver {
             supervisor.recordRunning(self)
         case .recordProgress:
             supervisor.progressChanged(self)
+        case .enqueue:
+            supervisor.enqueue(self, atHead: false)
         case .withdraw:
             supervisor.pools.withdraw(taskID: id)
         case .rateLimited(let retryAfterMs, let scope):

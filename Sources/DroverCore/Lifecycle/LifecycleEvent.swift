@@ -102,6 +102,8 @@ public enum LifecycleEvent: Sendable, Equatable {
     case moveTo(ModelChoice)
     /// The running attempt's totals so far, priced (from its latest `usage` frame).
     case usage(TaskUsage)
+    /// A task it waits for ended (SPEC 13); `resultText` is its result when it completed.
+    case dependencyEnded(taskID: String, status: TaskStatus, reason: TaskReason?, resultText: String?)
 }
 
 /// A model for an attempt, with the pool it counts against.
@@ -140,6 +142,8 @@ public enum LifecycleEffect: Sendable, Equatable {
     case recordRunning
     /// The record changed in a way worth writing with the next batch.
     case recordProgress
+    /// Join the pool's queue (at its tail, by priority).
+    case enqueue
     /// Leave the pool's queue.
     case withdraw
     /// The worker was refused for a rate limit: its pool (or its provider's pools) cool down.

@@ -23,6 +23,8 @@ public struct LifecycleSettings: Sendable, Equatable {
     public var retry: RetryPolicy
     /// The task's own caps on money and tokens.
     public var spendLimits: SpendLimits
+    /// Tasks (ids) that must complete before it joins its pool's queue.
+    public var dependencies: [String]
 
     /// How long a worker whose task is decided may take to exit on its own.
     public static let exitGraceMs = 1000
@@ -33,9 +35,10 @@ public struct LifecycleSettings: Sendable, Equatable {
     public init(timers: ResolvedTimers, maxToolCalls: Int = 0, maxRepeatedToolCalls: Int = 0, maxTranscriptBytes: Int = 0,
                 raw: Bool = false, promptInArguments: Bool = false, resume: Bool = false, transcriptPath: String? = nil,
                 workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none,
-                spendLimits: SpendLimits = SpendLimits())
+                spendLimits: SpendLimits = SpendLimits(), dependencies: [String] = [])
     {
         self.spendLimits = spendLimits
+        self.dependencies = dependencies
         self.resultPath = resultPath
         self.retry = retry
         self.timers = timers
@@ -100,15 +103,21 @@ public struct TaskLifecycle: Sendable {
 
     /// What the attempts before the running one spent.
     private var endedAttemptsUsage = TaskUsage()
+    /// The dependencies that have not completed yet, and whether the task has been admitted
+    /// (it joins its pool's queue once both are so).
+    private var awaiting: Set<String>
+    private var admitted = false
 
     /// The last attempt to end saw a `rate_limit` frame (adaptive limits count the others).
     public private(set) var lastAttemptRateLimited = false
 
     public init(record: TaskSnapshot, settings: LifecycleSettings, now: Moment) {
         endedAttemptsUsage = record.usage
+        awaiting = Set(settings.dependencies)
         var record = record
         record.status = .pending
-        record.waitingFor = .slot
+        // Its first task.json says already what it waits for.
+        record.waitingFor = settings.dependencies.isEmpty ? .slot : .dependency
         record.pid = nil
         self.record = record
         self.settings = settings
@@ -117,6 +126,7 @@ public struct TaskLifecycle: Sendable {
 
     /// A task that ended before this supervisor started (read back from its folder).
     public init(ended record: TaskSnapshot, settings: LifecycleSettings) {
+        awaiting = []
         self.record = record
         self.settings = settings
         phase = .ended
@@ -176,9 +186,16 @@ public struct TaskLifecycle: Sendable {
     public mutating func handle(_ event: LifecycleEvent, at now: Moment, into effects: inout [LifecycleEffect]) {
         switch event {
         case .admitted:
-            if case .pending = phase, settings.timers.queuedTtl > 0 {
-                arm(.queuedTtl, at: now.monotonicMs + UInt64(settings.timers.queuedTtl), &effects)
+            guard case .pending = phase, !admitted else { break }
+            admitted = true
+            if awaiting.isEmpty {
+                joinQueue(now, &effects)
+            } else if record.waitingFor != .dependency {
+                record.waitingFor = .dependency
+                effects.append(.recordProgress)
             }
+        case .dependencyEnded(let id, let status, let reason, let text):
+            dependencyEnded(id, status, reason, text, now, &effects)
         case .slotGranted(let slot):
             guard case .pending = phase else { break }
             disarm(.queuedTtl, &effects)
@@ -234,6 +251,36 @@ public struct TaskLifecycle: Sendable {
             record.pool = choice.pool
             effects.append(.recordProgress)
         }
+    }
+
+    // MARK: waiting for the pool and for dependencies
+
+    /// Joins its pool's queue; queuedTtl counts from here, not from a wait for dependencies.
+    private mutating func joinQueue(_ now: Moment, _ effects: inout [LifecycleEffect]) {
+        if settings.timers.queuedTtl > 0 { arm(.queuedTtl, at: now.monotonicMs + UInt64(settings.timers.queuedTtl), &effects) }
+        if record.waitingFor == .dependency {
+            record.waitingFor = .slot
+            effects.append(.recordProgress)
+        }
+        effects.append(.enqueue)
+    }
+
+    /// A dependency ended: its result goes into the prompt where `{result:ID}` asks for it,
+    /// and the last one to complete lets the task queue; one that did not complete cancels it.
+    private mutating func dependencyEnded(_ id: String, _ status: TaskStatus, _ reason: TaskReason?, _ text: String?, _ now: Moment,
+                                          _ effects: inout [LifecycleEffect]) {
+        guard case .pending = phase, awaiting.remove(id) != nil else { return }
+        guard status == .completed else {
+            let how = reason.map { "\(status.rawValue) (\($0.rawValue))" } ?? status.rawValue
+            end(Outcome(.dependency, message: "its dependency \(id) ended \(how)"), now, &effects)
+            return
+        }
+        let placeholder = "{result:\(id)}"
+        if record.prompt.contains(placeholder) {
+            record.prompt = record.prompt.replacing(placeholder, with: text ?? "")
+            effects.append(.recordProgress)
+        }
+        if awaiting.isEmpty && admitted { joinQueue(now, &effects) }
     }
 
     // MARK: timers

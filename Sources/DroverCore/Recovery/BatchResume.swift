@@ -20,7 +20,9 @@ struct BatchResume {
     /// Rows queued earlier that never started: they run now, under the same task id.
     var unstarted: [Int: TaskIdentity] = [:]
 
-    static func read(supervisor: Supervisor, entries: [ManifestEntry]) -> BatchResume {
+    /// `retryFailed`: rows lost in an earlier run run again too (as new tasks): the user asks
+    /// for it, knowing their workers may have done part of their work.
+    static func read(supervisor: Supervisor, entries: [ManifestEntry], retryFailed: Bool = false) -> BatchResume {
         let store = supervisor.store
         var resume = BatchResume()
         let journal = Journal(folder: store.folder)
@@ -58,6 +60,7 @@ struct BatchResume {
                 if snapshot.status == .completed {
                     resume.completed[entry.line] = snapshot
                 } else if snapshot.reason == .lost {
+                    if retryFailed { continue }  // asked for: it runs again, as a new task
                     resume.lost[entry.line] = snapshot  // lost in an earlier run: never run again
                 } else if snapshot.status.isTerminal {
                     continue  // it failed: it runs again, as a new task
