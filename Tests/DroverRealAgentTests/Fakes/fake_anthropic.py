@@ -24,23 +24,12 @@ came back" are told apart. A rule's reply is one of:
 When no rule matches, the answer is a plain "(no rule matched)" text, so a test sees it.
 """
 
-import argparse
 import json
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--script", required=True)
-parser.add_argument("--log", required=True)
-args = parser.parse_args()
+from fake_api import JSONHandler, Script, serve
 
-with open(args.script) as f:
-    rules = json.load(f)
-used = [0] * len(rules)
-lock = threading.Lock()
-counter = [0]
+script = Script()
 
 
 def message_text(message):
@@ -70,40 +59,18 @@ def choose(body):
     # Claude Code puts its environment in a trailing "system" message: the last user
     # message is the prompt, or the tool results of the model's last call.
     users = [m for m in body.get("messages") or [] if m.get("role") == "user"]
-    last = message_text(users[-1]) if users else ""
-    with lock:
-        counter[0] += 1
-        for index, rule in enumerate(rules):
-            if rule.get("match", "") in last and ("times" not in rule or used[index] < rule["times"]):
-                used[index] += 1
-                return index, rule
-    return None, {"text": "(no rule matched)"}
+    number = script.next_number()
+    index, rule = script.choose(message_text(users[-1]) if users else "")
+    return index, rule, number
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *_):
-        pass
-
+class Handler(JSONHandler):
     def do_POST(self):
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {}
-        index, rule = (None, None)
+        body = self.read_json()
+        index, rule, self.number = (None, None, 0)
         if self.path.split("?")[0] == "/v1/messages":
-            index, rule = choose(body)
-        entry = {
-            "path": self.path, "rule": index, "time": time.time(),
-            "model": body.get("model"), "stream": body.get("stream", False),
-            "headers": {k: self.headers.get(k) for k in ("x-api-key", "anthropic-version", "anthropic-beta", "x-claude-code-session-id") if self.headers.get(k)},
-            "body": body,
-        }
-        with lock, open(args.log, "a") as log:
-            log.write(json.dumps(entry) + "\n")
+            index, rule, self.number = choose(body)
+        script.log(self, index, body, ("x-api-key", "anthropic-version", "anthropic-beta", "x-claude-code-session-id"))
         if rule is None:
             return self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such endpoint " + self.path}})
         if "status" in rule:
@@ -114,24 +81,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(rule["status"], {"type": "error", "error": {"type": kind, "message": rule.get("message", "fake error %d" % rule["status"])}}, headers)
         self.reply(body, rule)
 
-    def send_json(self, status, payload, headers=None):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
     def blocks(self, rule):
         blocks = []
         if rule.get("text"):
             blocks.append({"type": "text", "text": rule["text"]})
         if "tool_use" in rule:
-            with lock:
-                counter[0] += 1
-                tool_id = "toolu_fake%04d" % counter[0]
+            tool_id = "toolu_fake%04d" % script.next_number()
             blocks.append({"type": "tool_use", "id": tool_id, "name": rule["tool_use"]["name"], "input": rule["tool_use"].get("input", {})})
         return blocks
 
@@ -139,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
         usage.update(rule.get("usage", {}))
         stop = "tool_use" if "tool_use" in rule else "end_turn"
-        message = {"id": "msg_fake%04d" % counter[0], "type": "message", "role": "assistant", "model": body.get("model", "fake"),
+        message = {"id": "msg_fake%04d" % self.number, "type": "message", "role": "assistant", "model": body.get("model", "fake"),
                    "stop_reason": None, "stop_sequence": None}
         blocks = self.blocks(rule)
         if not body.get("stream"):
@@ -183,11 +138,4 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_address[1], flush=True)
-try:
-    server.serve_forever()
-except KeyboardInterrupt:
-    pass
-sys.exit(0)
+serve(Handler)

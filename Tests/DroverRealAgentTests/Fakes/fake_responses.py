@@ -27,23 +27,12 @@ reported (default 10/5/0). `"headers": {...}` adds response headers (e.g. Codex'
 plain "(no rule matched)" text, so a test sees it.
 """
 
-import argparse
 import json
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-parser = argparse.ArgumentParser()
-parser.add_argument("--script", required=True)
-parser.add_argument("--log", required=True)
-args = parser.parse_args()
+from fake_api import JSONHandler, Script, serve
 
-with open(args.script) as f:
-    rules = json.load(f)
-used = [0] * len(rules)
-lock = threading.Lock()
-counter = [0]
+script = Script()
 
 
 def item_text(item):
@@ -69,40 +58,13 @@ def last_text(body):
     return ""
 
 
-def choose(body):
-    last = last_text(body)
-    with lock:
-        for index, rule in enumerate(rules):
-            if rule.get("match", "") in last and ("times" not in rule or used[index] < rule["times"]):
-                used[index] += 1
-                return index, rule
-    return None, {"text": "(no rule matched)"}
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *_):
-        pass
-
+class Handler(JSONHandler):
     def do_POST(self):
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length)
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            body = {}
+        body = self.read_json()
         index, rule = (None, None)
         if self.path.split("?")[0] == "/v1/responses":
-            index, rule = choose(body)
-        entry = {
-            "path": self.path, "rule": index, "time": time.time(), "model": body.get("model"),
-            "stream": body.get("stream", False), "last_input": last_text(body),
-            "headers": {k: self.headers.get(k) for k in ("authorization", "session_id", "originator") if self.headers.get(k)},
-            "body": body,
-        }
-        with lock, open(args.log, "a") as log:
-            log.write(json.dumps(entry) + "\n")
+            index, rule = script.choose(last_text(body))
+        script.log(self, index, body, ("authorization", "session_id", "originator"), last_input=last_text(body))
         if rule is None:
             return self.send_json(404, {"error": {"type": "invalid_request_error", "message": "no such endpoint " + self.path}})
         if "status" in rule:
@@ -111,22 +73,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(rule["status"], {"error": {"type": kind, "code": kind, "message": message}}, rule.get("headers"))
         self.reply(body, rule)
 
-    def send_json(self, status, payload, headers=None):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, str(value))
-        self.end_headers()
-        self.wfile.write(data)
-
     def reply(self, body, rule):
         usage = {"input_tokens": 10, "output_tokens": 5, "cached_tokens": 0}
         usage.update(rule.get("usage", {}))
-        with lock:
-            counter[0] += 1
-            n = counter[0]
+        n = script.next_number()
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -173,11 +123,4 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-server.daemon_threads = True
-print(server.server_address[1], flush=True)
-try:
-    server.serve_forever()
-except KeyboardInterrupt:
-    pass
-sys.exit(0)
+serve(Handler)

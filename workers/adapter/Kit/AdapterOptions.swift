@@ -76,6 +76,15 @@ public struct AdapterOptions: Equatable, Sendable {
             }
             return ms
         }
+        /// A codex-app-server setting named by one of `T`'s values.
+        func choice<T: RawRepresentable & CaseIterable>(_ flag: String, _: T.Type) throws(UsageError) -> T where T.RawValue == String {
+            let text = try value(flag)
+            guard let chosen = T(rawValue: text) else {
+                throw UsageError(description: "\(flag): \"\(text)\" is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            try codexAppServerOnly(flag, kind)
+            return chosen
+        }
         while index < arguments.count {
             let argument = arguments[index]
             switch argument {
@@ -97,27 +106,9 @@ public struct AdapterOptions: Equatable, Sendable {
                     throw UsageError(description: "--cli-retries is for claude only: \(kind.rawValue) has no retry count the adapter can set")
                 }
                 options.cliRetries = count
-            case "--approval":
-                let text = try value(argument)
-                guard let approval = CodexApproval(rawValue: text) else {
-                    throw UsageError(description: "--approval: \"\(text)\" is not one of \(CodexApproval.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                options.approval = approval
-                try codexAppServerOnly(argument, kind)
-            case "--approval-policy":
-                let text = try value(argument)
-                guard let policy = CodexApprovalPolicy(rawValue: text) else {
-                    throw UsageError(description: "--approval-policy: \"\(text)\" is not one of \(CodexApprovalPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                options.approvalPolicy = policy
-                try codexAppServerOnly(argument, kind)
-            case "--sandbox":
-                let text = try value(argument)
-                guard let sandbox = CodexSandbox(rawValue: text) else {
-                    throw UsageError(description: "--sandbox: \"\(text)\" is not one of \(CodexSandbox.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                options.sandbox = sandbox
-                try codexAppServerOnly(argument, kind)
+            case "--approval": options.approval = try choice(argument, CodexApproval.self)
+            case "--approval-policy": options.approvalPolicy = try choice(argument, CodexApprovalPolicy.self)
+            case "--sandbox": options.sandbox = try choice(argument, CodexSandbox.self)
             default:
                 throw UsageError(description: "unknown option \"\(argument)\" (CLI arguments go after --)")
             }

@@ -50,8 +50,7 @@ public final class AdapterRun {
     /// The conversation's cost so far by the CLI's own running count, where it keeps one:
     /// 0 for a new conversation, nil when unknown.
     private var costSoFar: Double? = 0
-    private var finalSent = false
-    private var resultSent = false
+    private var finalSent: Bool { link.ended }
     /// Cancelled, signalled or left by drover while a turn ran: the task did not complete.
     private var stoppedMidTurn = false
 
@@ -277,12 +276,10 @@ public final class AdapterRun {
             data["turns"] = JSONValue(turns)
             // The cost of this task's turns, as the usage frames say (nil: not known for all).
             if let usage = endedTurnsUsage { data["cost_usd"] = usage.costUsd.map { .number($0) } }
-            output.send(["type": "result", "text": .string(text), "data": .object(data)])
-            finalSent = true
-            resultSent = true
+            link.sendResult(text: text, data: data)
             finish()
         case .failed(let message, let retryable)?:
-            sendError(message, retryable: retryable)
+            link.sendError(message, retryable: retryable)
             finish()
         case nil:
             let tail = String(decoding: stderrTail.suffix(Self.stderrTailBytes), as: UTF8.self)
@@ -295,7 +292,7 @@ public final class AdapterRun {
             }
             var message = "\(cli) \(how) without a final answer"
             message += tail.isEmpty ? " (its stderr was empty)" : "; its stderr ends: \(tail)"
-            sendError(message, retryable: RetryClassifier.isRetryable(text: tail))
+            link.sendError(message, retryable: RetryClassifier.isRetryable(text: tail))
             finish()
         }
     }
@@ -317,24 +314,18 @@ public final class AdapterRun {
     /// The CLI's stream cannot be trusted any more: report it and stop the CLI.
     private func badStream(_ message: String) {
         guard !finalSent else { return }
-        sendError(message, retryable: false)
+        link.sendError(message, retryable: false)
         terminateChild()
     }
 
     /// An error before or without a CLI: report it and leave.
     private func fail(_ message: String) {
-        sendError(message, retryable: false)
+        link.sendError(message, retryable: false)
         if child == nil {
             finish()
         } else {
             terminateChild()
         }
-    }
-
-    private func sendError(_ message: String, retryable: Bool) {
-        guard !finalSent else { return }
-        finalSent = true
-        output.send(["type": "error", "message": .string(message), "retryable": .bool(retryable)])
     }
 
     /// Cancel, end of stdin or a signal: stop the CLI (if any) and leave once it is reaped.
@@ -362,16 +353,7 @@ public final class AdapterRun {
         guard phase != .done else { return }
         phase = .done
         link.close()
-        onFinished(Self.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
-    }
-
-    /// 0 for an answer; 1 for an error; 143 (as a program ended by SIGTERM) for a turn cut
-    /// off by cancel, a signal or drover leaving, so that a cancelled task never reads as a
-    /// clean exit.
-    static func exitCode(stoppedMidTurn: Bool, answered: Bool, failed: Bool) -> Int32 {
-        if answered { return 0 }
-        if stoppedMidTurn { return 128 + SIGTERM }
-        return failed ? 1 : 0
+        onFinished(link.exitCode(stoppedMidTurn: stoppedMidTurn))
     }
 }
 

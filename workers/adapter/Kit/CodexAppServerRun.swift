@@ -54,8 +54,7 @@ public final class CodexAppServerRun {
     private var followUps: [String] = []
     private var turns = 0
     private var sentUsage: UsageTotals?
-    private var finalSent = false
-    private var resultSent = false
+    private var finalSent: Bool { link.ended }
     /// Cancelled, signalled or left by drover before the task's end was sent.
     private var stoppedMidTurn = false
 
@@ -268,11 +267,9 @@ public final class CodexAppServerRun {
                 return
             }
             data["turns"] = JSONValue(turns)
-            output.send(["type": "result", "text": .string(text), "data": .object(data)])
-            finalSent = true
-            resultSent = true
+            link.sendResult(text: text, data: data)
         case .failed(let message, let retryable):
-            sendError(message, retryable: retryable)
+            link.sendError(message, retryable: retryable)
         }
         shutDown()
     }
@@ -311,7 +308,7 @@ public final class CodexAppServerRun {
             let tail = String(decoding: stderrTail.suffix(AdapterRun.stderrTailBytes), as: UTF8.self).trimmed()
             var message = "\(cli) \(how) before its turn ended"
             message += tail.isEmpty ? " (its stderr was empty)" : "; its stderr ends: \(tail)"
-            sendError(message, retryable: RetryClassifier.isRetryable(text: tail))
+            link.sendError(message, retryable: RetryClassifier.isRetryable(text: tail))
         }
         finish()
     }
@@ -371,13 +368,13 @@ public final class CodexAppServerRun {
     /// The server's output cannot be trusted any more: report it and stop the server.
     private func badStream(_ message: String) {
         guard !finalSent else { return }
-        sendError(message, retryable: false)
+        link.sendError(message, retryable: false)
         terminateServer()
     }
 
     /// An error before or without a server, or a refusal: report it and leave.
     private func fail(_ message: String) {
-        sendError(message, retryable: false)
+        link.sendError(message, retryable: false)
         if child == nil {
             finish()
         } else {
@@ -385,17 +382,11 @@ public final class CodexAppServerRun {
         }
     }
 
-    private func sendError(_ message: String, retryable: Bool) {
-        guard !finalSent else { return }
-        finalSent = true
-        output.send(["type": "error", "message": .string(message), "retryable": .bool(retryable)])
-    }
-
     private func finish() {
         guard phase != .done else { return }
         phase = .done
         shutdownTimer.stop()
         link.close()
-        onFinished(AdapterRun.exitCode(stoppedMidTurn: stoppedMidTurn, answered: resultSent, failed: finalSent && !resultSent))
+        onFinished(link.exitCode(stoppedMidTurn: stoppedMidTurn))
     }
 }

@@ -49,6 +49,34 @@ final class DroverLink {
         }
     }
 
+    /// The task's one end has gone out (a `result` or an `error`); `answered`: it was a result.
+    private(set) var ended = false
+    private(set) var answered = false
+
+    /// The task's result, unless its end went out already.
+    func sendResult(text: String, data: JSONObject) {
+        guard !ended else { return }
+        ended = true
+        answered = true
+        output.send(["type": "result", "text": .string(text), "data": .object(data)])
+    }
+
+    /// The task's error, unless its end went out already.
+    func sendError(_ message: String, retryable: Bool) {
+        guard !ended else { return }
+        ended = true
+        output.send(["type": "error", "message": .string(message), "retryable": .bool(retryable)])
+    }
+
+    /// The adapter's exit status: 0 for an answer; 1 for an error; 143 (as a program ended by
+    /// SIGTERM) for a turn cut off by cancel, a signal or drover leaving, so that a cancelled
+    /// task never reads as a clean exit.
+    func exitCode(stoppedMidTurn: Bool) -> Int32 {
+        if answered { return 0 }
+        if stoppedMidTurn { return 128 + SIGTERM }
+        return ended ? 1 : 0
+    }
+
     /// Stops listening: no more frames, heartbeats or signals.
     func close() {
         heartbeatTimer.stop()
