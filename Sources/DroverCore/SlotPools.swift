@@ -306,23 +306,22 @@ struct PriorityWaitQueue {
 
     mutating func append(_ taskID: String, sequence: Int64, priority: Int) {
         let priority = min(priority, Self.headPriority - 1)
-        if levels[priority] == nil {
-            levels[priority] = WaitQueue()
-            let index = priorities.firstIndex { $0 < priority } ?? priorities.count
-            priorities.insert(priority, at: index)
-        }
+        addLevel(priority)
         levels[priority]!.append(taskID, sequence: sequence, priority: priority)
         priorityOf[taskID] = priority
     }
 
     mutating func prepend(_ taskID: String, sequence: Int64) {
         let priority = Self.headPriority
-        if levels[priority] == nil {
-            levels[priority] = WaitQueue()
-            priorities.insert(priority, at: 0)
-        }
+        addLevel(priority)
         levels[priority]!.prepend(taskID, sequence: sequence, priority: priority)
         priorityOf[taskID] = priority
+    }
+
+    private mutating func addLevel(_ priority: Int) {
+        guard levels[priority] == nil else { return }
+        levels[priority] = WaitQueue()
+        priorities.insert(priority, at: priorities.firstIndex { $0 < priority } ?? priorities.count)
     }
 
     var first: WaitQueue.Entry? {

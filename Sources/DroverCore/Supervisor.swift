@@ -349,7 +349,6 @@ public final class Supervisor {
 
     /// A retried attempt's backoff is over: it queues again, at the head of its pool.
     func requeue(_ task: TaskDriver) {
-        guard !draining else { return }
         enqueue(task, atHead: true)
     }
 
