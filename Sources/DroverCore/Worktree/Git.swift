@@ -1,0 +1,79 @@
+import Glibc
+
+/// What one `git` command did.
+public struct GitResult: Sendable {
+    public var status: Int
+    public var output: [UInt8]
+    public var errors: String
+
+    public var succeeded: Bool { status == 0 }
+    /// stdout as text without its trailing newline.
+    public var text: String {
+        var text = String(decoding: output, as: UTF8.self)
+        while text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+    /// What git said on stderr (or stdout), for an error message.
+    public var message: String {
+        var said = errors.isEmpty ? text : errors
+        while said.hasSuffix("\n") { said.removeLast() }
+        return said.isEmpty ? "git exited with status \(status)" : said
+    }
+}
+
+/// Runs `git` as a child process, without a shell: on a loop (the supervisor's, so a large
+/// repository's checkout never stalls it) or at once on a private loop (the command line,
+/// recovery). Commands never prompt, and drover's own commits are made as `drover`.
+public struct Git: Sendable {
+    public var program: String
+    public var environment: [String]
+
+    /// The author and committer of the commits drover makes on a task's branch.
+    public static let identity = ["GIT_AUTHOR_NAME=drover", "GIT_AUTHOR_EMAIL=drover@localhost",
+                                  "GIT_COMMITTER_NAME=drover", "GIT_COMMITTER_EMAIL=drover@localhost"]
+
+    public init?(environment: [String: String] = ProcessEnvironment.current()) {
+        let launch = WorkerLaunch(programDirectories: [], environment: environment)
+        guard let program = launch.locate("git") else { return nil }
+        self.program = program
+        var env = environment
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        // Messages are parsed (`--shortstat`) and quoted to users: the same words everywhere.
+        env["LC_ALL"] = "C"
+        env["LANGUAGE"] = nil
+        self.environment = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    static let notFound = "git not found on PATH"
+
+    /// Starts `git ARGS` in `directory` on `loop`; `then` runs on the loop once it has ended.
+    public func run(_ arguments: [String], in directory: String, extraEnvironment: [String] = [], loop: EventLoop,
+                    then: @escaping (GitResult) -> Void)
+    {
+        let spec = SpawnSpec(executable: program, arguments: ["git"] + arguments, environment: environment + extraEnvironment,
+                             workingDirectory: directory)
+        let child: ChildProcess
+        do {
+            child = try ChildProcess.spawn(loop: loop, spec: spec)
+        } catch {
+            return then(GitResult(status: 127, output: [], errors: error.description))
+        }
+        child.closeStdin()
+        var output: [UInt8] = []
+        var errors: [UInt8] = []
+        var status = -1
+        child.onStdout = { output.append(contentsOf: $0) }
+        child.onStderr = { errors.append(contentsOf: $0) }
+        child.onExit = { code, signal in status = signal != 0 ? 128 + Int(signal) : Int(code) }
+        child.onClosed = { then(GitResult(status: status, output: output, errors: String(decoding: errors, as: UTF8.self))) }
+    }
+
+    /// Runs `git ARGS` in `directory` and waits for it (on a private loop of its own).
+    public func runNow(_ arguments: [String], in directory: String, extraEnvironment: [String] = []) -> GitResult {
+        let loop = EventLoop()
+        var result = GitResult(status: -1, output: [], errors: "git did not finish")
+        run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop) { result = $0 }
+        loop.run()
+        return result
+    }
+}
