@@ -122,6 +122,7 @@ public final class BatchRun {
                 }
                 request.after.append(id)
                 request.prompt = request.prompt.replacing("{result:\(name)}", with: "{result:\(id)}")
+                if request.worktree.baseTask == name { request.worktree.base = "@" + id }
             }
             if let unqueued {
                 writeStandardError("drover: line \(entry.line): not queued: the row \"\(unqueued)\" it waits for could not be queued\n")

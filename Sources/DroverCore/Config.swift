@@ -128,8 +128,10 @@ public struct AgentConfig: Sendable, Equatable {
     public var fallbackModels: [String] = []
     /// How long a cooldown must still last for the next attempt to take a fallback model.
     public var fallbackAfter: Int?
-    /// "task": run in a fresh private folder under the task's folder.
-    public var workdirPerTask = false
+    /// Where its tasks run when not in their cwd: a private folder or a git worktree.
+    public var workdir: WorkdirMode?
+    /// A worktree task's repo, base, commit and keepWorktree.
+    public var worktree = WorktreeSettings()
 
     public init(name: String, command: [String], workerProtocol: WorkerProtocol = .framed, provider: String? = nil, model: String? = nil) {
         self.name = name

@@ -253,8 +253,20 @@ struct ConfigReader {
                 case "fallbackAfter": agent.fallbackAfter = try duration(value, path)
                 case "estimateCostUsd": agent.estimateCostUsd = try money(value, path)
                 case "workdir":
-                    guard try string(value, path) == "task" else { throw fail(path, "the only workdir is \"task\" (use cwd for a folder)") }
-                    agent.workdirPerTask = true
+                    let mode = try string(value, path)
+                    guard let workdir = WorkdirMode(rawValue: mode) else {
+                        throw fail(path, "workdir is \"task\" (a fresh folder) or \"worktree\" (a git worktree), found \"\(mode)\" (use cwd for a folder)")
+                    }
+                    agent.workdir = workdir
+                case "repo": agent.worktree.repo = try string(value, path)
+                case "base":
+                    let base = try string(value, path)
+                    guard !base.isEmpty, !base.hasPrefix("-"), !base.hasPrefix("@") else {
+                        throw fail(path, "an agent's base is a commit, branch or tag (an @NAME base belongs to a task), found \"\(base)\"")
+                    }
+                    agent.worktree.base = base
+                case "commit": agent.worktree.commit = try bool(value, path)
+                case "keepWorktree": agent.worktree.keepWorktree = try bool(value, path)
                 default:
                     if try !readTimer(key, value, path, into: &agent.timers), try !readBreaker(key, value, path, into: &agent.breaker),
                        try !readRetry(key, value, path, into: &agent.retry), try !readSpendLimit(key, value, path, into: &agent.spendLimits) {

@@ -43,6 +43,10 @@ public final class Supervisor {
     var running: Set<String> = []
     /// For each task, the tasks that wait for it to complete (SPEC 13).
     private var dependents: [String: [String]] = [:]
+    /// git, for worktree tasks (nil when it is not on PATH).
+    public lazy var git = Git(environment: launch.environment)
+    /// Per repository, the changes to its worktree list, one at a time.
+    var worktreeJobs: [String: SerialJobs] = [:]
     /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
     private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
     private var unwrittenStartHead = 0
@@ -157,6 +161,7 @@ public final class Supervisor {
         for reference in ManifestGraph.resultReferences(in: request.prompt) where TaskIdentifiers.isTaskID(reference) && !request.after.contains(reference) {
             throw .resultOfNonDependency(reference)
         }
+        if let dependency = request.worktree.baseTask, !request.after.contains(dependency) { throw .baseOfNonDependency(dependency) }
         var id = identity?.id ?? TaskIdentifiers.newTaskID()
         while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
         let sessionID = identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID()
@@ -245,7 +250,7 @@ public final class Supervisor {
         guard tasks[snapshot.id] == nil else { return }
         let agent = request.flatMap { $0.agent.flatMap { config.agents[$0] } } ?? DroverConfig.commandAgent
         let plan = TaskPlan(agent: agent, arguments: [], env: [:], cwd: workingDirectory, cwdIsPrivate: false, limits: ResourceLimits(),
-                            pool: PoolAssignment(id: snapshot.pool, limit: 0))
+                            pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil)
         let lifecycle = TaskLifecycle(ended: snapshot, settings: LifecycleSettings(timers: TimerSettings().resolved, workdir: workingDirectory))
         let task = TaskDriver(supervisor: self, lifecycle: lifecycle, plan: plan, request: request)
         task.hasFolder = true
@@ -270,13 +275,13 @@ public final class Supervisor {
     {
         let planned = try plan(request, id: id, sessionID: sessionID, createdMs: createdMs, base: base)
         let task = TaskDriver(supervisor: self, lifecycle: TaskLifecycle(record: planned.record, settings: planned.settings, now: now()),
-                              plan: planned.plan, request: request, journalTags: journalTags)
+                              plan: planned.plan, request: planned.request, journalTags: journalTags)
         insert(task)
         return task
     }
 
     private func plan(_ request: TaskRequest, id: String, sessionID: String, createdMs: Int64, base: TaskSnapshot?) throws(SubmitError)
-        -> (record: TaskSnapshot, settings: LifecycleSettings, plan: TaskPlan)
+        -> (record: TaskSnapshot, settings: LifecycleSettings, plan: TaskPlan, request: TaskRequest)
     {
         let agent: AgentConfig
         let arguments: [String]
@@ -296,16 +301,28 @@ public final class Supervisor {
         let key = model.map { model in provider.map { "\($0)/\(model)" } ?? model } ?? agent.name
         let timers = request.timers.over(agent.timers.over(config.timers)).resolved
         let pool = config.pool(provider: provider, model: model, key: key)
-        let privateFolder = request.workdirPerTask ?? agent.workdirPerTask
-        let cwd = privateFolder ? store.taskDirectory(id) + "/work" : FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
+        let workdir = request.workdir ?? agent.workdir
+        let privateFolder = workdir == .task
+        var cwd = privateFolder ? store.taskDirectory(id) + "/work" : FileSystem.absolute(request.cwd ?? agent.cwd ?? workingDirectory)
+        var kept = request
+        kept.cwd = cwd
+        var worktree: WorktreePlan?
+        if workdir == .worktree {
+            // The base is pinned now (HEAD at launch), and kept pinned in task.json.
+            let pinned = WorktreePlan.pin(request.worktree.over(agent.worktree), cwd: cwd, git: git)
+            kept.worktree = pinned.settings
+            let path = store.taskDirectory(id) + "/work"
+            let repo = pinned.settings.repo ?? cwd
+            worktree = WorktreePlan(repo: repo, base: pinned.settings.base ?? "HEAD", branch: WorktreePlan.branch(of: id), path: path,
+                                    commit: pinned.settings.commit ?? true, keep: pinned.settings.keepWorktree ?? false, problem: pinned.problem)
+            cwd = WorktreePlan.workingFolder(worktree: path, repo: repo, cwd: cwd)
+        }
         var snapshot = base ?? TaskSnapshot(
             id: id, sessionID: sessionID, agent: agent.name, provider: provider, model: model, key: key,
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
             prompt: request.prompt, createdMs: createdMs, ttlMs: timers.taskTtl, pool: pool.id)
         if base == nil {
             snapshot.extra = request.extra
-            var kept = request
-            kept.cwd = cwd
             snapshot.extra["request"] = .object(kept.json())
         }
         var env = agent.env
@@ -318,9 +335,11 @@ public final class Supervisor {
             maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
             resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
             resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved,
-            spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after)
-        let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool)
-        return (snapshot, settings, plan)
+            spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after,
+            usesWorktree: worktree != nil)
+        let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool,
+                            worktree: worktree)
+        return (snapshot, settings, plan, kept)
     }
 
     private func insert(_ task: TaskDriver) {

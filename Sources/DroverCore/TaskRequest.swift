@@ -21,8 +21,10 @@ public struct TaskRequest: Sendable, Equatable {
     public var spendLimits = SpendLimits()
     /// Per-task resource limits, over the agent's.
     public var limits = ResourceLimits()
-    /// Run in a fresh private folder under the task's folder (nil: as the agent says).
-    public var workdirPerTask: Bool?
+    /// Run in a private folder or a git worktree (nil: as the agent says).
+    public var workdir: WorkdirMode?
+    /// A worktree task's settings, over the agent's.
+    public var worktree = WorktreeSettings()
     /// Tasks (ids) that must complete before this one starts (SPEC 13); a manifest's row
     /// names are turned into ids before the row is submitted.
     public var after: [String] = []
@@ -63,7 +65,11 @@ extension TaskRequest {
             for (name, value) in env.sorted(by: { $0.key < $1.key }) { variables[name] = .string(value) }
             object["env"] = .object(variables)
         }
-        if workdirPerTask == true { object["workdir"] = "task" }
+        if let workdir { object["workdir"] = .string(workdir.rawValue) }
+        if let repo = worktree.repo { object["repo"] = .string(repo) }
+        if let base = worktree.base { object["base"] = .string(base) }
+        if let commit = worktree.commit { object["commit"] = .bool(commit) }
+        if let keep = worktree.keepWorktree { object["keepWorktree"] = .bool(keep) }
         if !limits.isEmpty {
             var resources = JSONObject()
             for (name, value) in [("cpuSeconds", limits.cpuSeconds), ("memory", limits.memory), ("openFiles", limits.openFiles),
@@ -140,6 +146,8 @@ public enum SubmitError: Error, Sendable, CustomStringConvertible {
     case unknownDependency(String)
     /// The prompt's `{result:ID}` names a task that is not in `after`.
     case resultOfNonDependency(String)
+    /// `base: "@ID"` names a task that is not in `after`.
+    case baseOfNonDependency(String)
 
     public var description: String {
         switch self {
@@ -149,6 +157,8 @@ public enum SubmitError: Error, Sendable, CustomStringConvertible {
         case .unknownDependency(let id): return "after: no task \(id) (a task can only wait for a task drover knows)"
         case .resultOfNonDependency(let id):
             return "the prompt's {result:\(id)} names a task that is not in \"after\": a result is known only once the task it waits for has completed"
+        case .baseOfNonDependency(let id):
+            return "base @\(id) names a task that is not in \"after\": its branch is known only once it has completed"
         }
     }
 }

@@ -17,7 +17,7 @@ extension TaskRequest {
     static let timerKeys = TimerSettings.durationKeys.map(\.0) + ["stablePolls"]
     static let breakerKeys = ["maxToolCalls", "maxRepeatedToolCalls", "maxTranscriptBytes"]
     static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl",
-                             "after", "priority"]
+                             "after", "priority"] + WorktreeSettings.keys
         + timerKeys + breakerKeys + ConfigReader.retryKeys + SpendLimits.keys
     /// Priorities beyond this either way are refused: a typo, not a plan.
     public static let priorityRange = -1_000_000...1_000_000
@@ -54,13 +54,21 @@ extension TaskRequest {
         if request.cwd == "" { throw FieldError(field: "cwd", "\"cwd\" must be a folder, found \"\"") }
         request.env = try environment(fields)
         if let workdir = try fields.string("workdir") {
-            guard workdir == "task" else {
-                throw FieldError(field: "workdir", "\"workdir\" can only be \"task\" (a fresh folder under the task's folder); use \"cwd\" for a folder")
+            guard let mode = WorkdirMode(rawValue: workdir) else {
+                throw FieldError(field: "workdir", "\"workdir\" is \"task\" (a fresh folder under the task's folder) or \"worktree\" (a git worktree on the branch drover/<task_id>), found \(FieldReader.describe(.string(workdir))); use \"cwd\" for a folder")
             }
-            request.workdirPerTask = true
+            request.workdir = mode
+        }
+        request.worktree = WorktreeSettings(repo: try fields.cString("repo"), base: try fields.cString("base"),
+                                            commit: try fields.bool("commit"), keepWorktree: try fields.bool("keepWorktree"))
+        if request.worktree.repo == "" { throw FieldError(field: "repo", "\"repo\" must be a folder, found \"\"") }
+        if let base = request.worktree.base {
+            try checkBase(base, source: source)
         }
         try readSettings(fields, into: &request)
         request.after = try dependencies(fields, source: source)
+        // A branch to start from is known once its task has completed: it is waited for.
+        if let dependency = request.worktree.baseTask, !request.after.contains(dependency) { request.after.append(dependency) }
         if let priority = fields.value("priority") {
             guard case .number(let number) = priority, number.rounded() == number, priorityRange.contains(Int(exactly: number) ?? Int.max) else {
                 throw FieldError(field: "priority", "\"priority\" must be a whole number from \(priorityRange.lowerBound) to \(priorityRange.upperBound), found \(FieldReader.describe(priority))")
@@ -73,6 +81,23 @@ extension TaskRequest {
         case .manifestLine: break
         }
         return request
+    }
+
+    /// A base is a commit-ish (not an option git would take), or `@` and a dependency: a row
+    /// name in a manifest, a task id elsewhere.
+    private static func checkBase(_ base: String, source: TaskRequestSource) throws(FieldError) {
+        guard !base.isEmpty, !base.hasPrefix("-") else {
+            throw FieldError(field: "base", "\"base\" must be a commit, branch or tag of the repository, or @NAME, found \(FieldReader.describe(.string(base)))")
+        }
+        guard base.hasPrefix("@") else { return }
+        let name = String(base.dropFirst())
+        if source == .manifestLine {
+            guard ManifestNames.isName(name) else { throw FieldError(field: "base", ManifestNames.rule(found: name)) }
+        } else {
+            guard TaskIdentifiers.isTaskID(name) else {
+                throw FieldError(field: "base", "\"base\" @... must name a task id (@bg_...), found \(FieldReader.describe(.string(base)))")
+            }
+        }
     }
 
     /// `after`: task ids, or in a manifest the names of other rows; each once.

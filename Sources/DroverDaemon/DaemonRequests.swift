@@ -127,6 +127,11 @@ extension DaemonServer {
         task.resume = true
         // A continuation follows its session, not what the session's first task waited for.
         task.after = []
+        // In a worktree it goes on from where the last task's branch ended.
+        if task.workdir == .worktree, let last = current(last) {
+            let head = last.extra["worktree"]?.objectValue?["head"]?.stringValue
+            task.worktree.base = head ?? (task.worktree.baseTask == nil ? task.worktree.base : nil)
+        }
         submit(task, connection)
     }
 

@@ -142,9 +142,13 @@ public final class DaemonServer {
     }
 
     private func recover() {
-        let found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
+        var found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
+        // What lost tasks left is gone before their worktrees are committed and removed.
+        FolderRecovery.killRemains(of: found.lost)
+        let finished = WorktreeRecovery.finish(found.lost, store: store, git: supervisor.git, notes: &found.notes)
+        let worktrees = Dictionary(finished.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         for note in found.notes { writeLog("recovery: \(note)") }
-        for (snapshot, request) in found.ended { supervisor.adopt(ended: snapshot, request: request) }
+        for (snapshot, request) in found.ended { supervisor.adopt(ended: worktrees[snapshot.id] ?? snapshot, request: request) }
         for (snapshot, request) in Self.dependenciesFirst(found.pending) {
             do {
                 try supervisor.restore(pending: snapshot, request: request)
@@ -153,7 +157,6 @@ public final class DaemonServer {
                 supervisor.adopt(ended: lost, request: request)
             }
         }
-        FolderRecovery.killRemains(of: found.lost)
     }
 
     func writeLog(_ line: String) {

@@ -52,9 +52,22 @@ struct LaunchCommand: ParsableCommand {
             help: "Start only once these tasks (bg_...) have completed; if one does not, this task ends cancelled(dependency). {result:bg_...} in the prompt becomes that task's result.")
     var after: [String] = []
     @Option(parsing: .unconditional, help: "Within its pool a higher priority starts first (default 0, may be negative; equal priorities keep their order).") var priority: Int?
+    @Flag(help: "Run in a git worktree of its own, on the branch drover/<task id> (see drover diff, apply, discard).") var worktree = false
+    @Option(help: "With --worktree: the repository (default: the task's working folder).") var repo: String?
+    @Option(help: "With --worktree: the commit, branch or tag the branch starts from (default HEAD now), or @bg_... for a dependency's branch (implies --after it).")
+    var base: String?
+    @Flag(name: .customLong("keep-worktree"), help: "With --worktree: keep the worktree folder after the end (the branch is always kept).") var keepWorktree = false
+    @Flag(name: .customLong("no-commit"), help: "With --worktree: do not commit what the task left uncommitted.") var noCommit = false
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
+        if !worktree {
+            let given = [("--repo", repo != nil), ("--base", base != nil), ("--keep-worktree", keepWorktree), ("--no-commit", noCommit)]
+            if let flag = given.first(where: { $0.1 }) { throw ValidationError("\(flag.0) needs --worktree") }
+        }
+        if let base, base.hasPrefix("@"), !TaskIdentifiers.isTaskID(String(base.dropFirst())) {
+            throw ValidationError("--base \(base): @ must be followed by a task id (bg_ and 8 hex digits)")
+        }
         for id in after where !TaskIdentifiers.isTaskID(id) { throw ValidationError("--after \(id): expected a task id (bg_ and 8 hex digits)") }
         if let priority, !TaskRequest.priorityRange.contains(priority) {
             throw ValidationError("--priority \(priority): expected a whole number from \(TaskRequest.priorityRange.lowerBound) to \(TaskRequest.priorityRange.upperBound)")
@@ -87,6 +100,12 @@ struct LaunchCommand: ParsableCommand {
         task.after = after
         task.priority = priority ?? 0
         task.cwd = cwd.map(FileSystem.absolute)
+        if worktree {
+            task.workdir = .worktree
+            task.worktree = WorktreeSettings(repo: repo.map(FileSystem.absolute), base: base, commit: noCommit ? false : nil,
+                                             keepWorktree: keepWorktree ? true : nil)
+            if let dependency = task.worktree.baseTask, !task.after.contains(dependency) { task.after.append(dependency) }
+        }
         for entry in env {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             task.env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""

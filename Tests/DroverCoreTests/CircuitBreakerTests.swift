@@ -56,7 +56,7 @@ import Testing
     @Test func aTaskCanGetAPrivateWorkingFolder() throws {
         var config = Harness.testConfig()
         var agent = AgentConfig(name: "sandboxed", command: ["drover-mock-agent"], provider: "mock")
-        agent.workdirPerTask = true
+        agent.workdir = .task
         config.agents["sandboxed"] = agent
         let h = try Harness(config: config)
         let id = try h.submit("@pwd", agent: "sandboxed")

@@ -43,7 +43,7 @@ import Testing
         let spinner = try h.submit(command: ["/bin/sh", "-c", "while :; do :; done"]) { $0.limits.cpuSeconds = 1 }
         let writer = try h.submit(command: ["/bin/sh", "-c", "exec head -c 100000 /dev/zero > big"]) {
             $0.limits.fileSize = 4096
-            $0.workdirPerTask = true
+            $0.workdir = .task
         }
         let ended = h.run(until: [spinner, writer])
         #expect(ended[spinner]?.reason == .signal)

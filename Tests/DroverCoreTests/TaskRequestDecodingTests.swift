@@ -20,7 +20,7 @@ import Testing
         #expect(request.agent == "explore" && request.prompt == "look" && request.description == "d")
         #expect(request.provider == "p" && request.model == "m" && request.cwd == "/tmp")
         #expect(request.env == ["A": "1", "B": ""])
-        #expect(request.workdirPerTask == true)
+        #expect(request.workdir == .task)
         #expect(request.limits.memory == 512 << 20 && request.limits.cpuSeconds == 30)
         var timers = TimerSettings()
         (timers.taskTtl, timers.staleTimeout, timers.queuedTtl, timers.pollInterval) = (90_000, 180_000, 5000, 1000)
@@ -72,7 +72,7 @@ import Testing
                                     key: "explore", description: "d", prompt: "p", createdMs: 0, ttlMs: 1000, pool: "key:explore")
         let request = try TaskRequest.stored(legacy, snapshot: snapshot)
         #expect(request.timers.taskTtl == 1000 && request.timers.stablePolls == 0)
-        #expect(request.breaker.maxToolCalls == 7 && request.workdirPerTask == true && request.resume)
+        #expect(request.breaker.maxToolCalls == 7 && request.workdir == .task && request.resume)
     }
 
     @Test func theSupervisorsTaskJSONReadsBack() throws {

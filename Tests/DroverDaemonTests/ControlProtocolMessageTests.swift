@@ -17,7 +17,7 @@ import Testing
         task.timers.stablePolls = 0
         task.breaker.maxToolCalls = 10
         task.limits.memory = 1 << 30
-        task.workdirPerTask = true
+        task.workdir = .task
         task.sessionID = "ses_0000beef"
         task.resume = true
         return task

@@ -158,6 +158,18 @@ final class MockAgent {
             } else {
                 message("<unknown>")
             }
+        case "write":
+            // A coding agent's edit: PATH (relative to the working folder) gets TEXT and a newline.
+            guard let space = argument.firstIndex(of: " ") else { fail("usage: @write PATH TEXT") }
+            let path = String(argument[..<space])
+            let text = String(argument[argument.index(after: space)...]) + "\n"
+            guard writeFile(path, Array(text.utf8)) else { fail("@write: cannot write \(path): \(String(cString: strerror(errno)))") }
+            send(["type": "progress", "tool": "write", "input": ["path": .string(path)], "text": .string("wrote \(path)")])
+        case "read":
+            guard let bytes = readFile(argument) else { fail("@read: cannot read \(argument): \(String(cString: strerror(errno)))") }
+            var text = String(decoding: bytes, as: UTF8.self)
+            if text.hasSuffix("\n") { text.removeLast() }
+            message(text)
         case "flood":
             let parts = argument.split(separator: " ")
             guard parts.count == 2, let count = Int(parts[0]), let size = Int(parts[1]) else { fail("usage: @flood N BYTES") }
@@ -381,4 +393,12 @@ private func readFile(_ path: String) -> [UInt8]? {
         out.append(contentsOf: chunk[0..<n])
     }
     return out
+}
+
+/// Creates or replaces a file (its folder must exist).
+private func writeFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    return bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
 }

@@ -11,6 +11,8 @@ struct TaskPlan {
     let cwdIsPrivate: Bool
     let limits: ResourceLimits
     let pool: PoolAssignment
+    /// A worktree task's repository, base and branch.
+    let worktree: WorktreePlan?
 }
 
 /// One task of the table: its lifecycle, and while it runs, its child. It turns what the
@@ -32,6 +34,8 @@ final class TaskDriver {
     var hasFolder = false
     /// The record as last reported (what clients see until the next report).
     var published: TaskSnapshot?
+    /// Its worktree, with the base resolved once it is made.
+    var worktree: WorktreePlan?
 
     private var child: ChildProcess?
     private var framed: FramedOutput?
@@ -52,6 +56,7 @@ final class TaskDriver {
         self.lifecycle = lifecycle
         self.plan = plan
         pool = plan.pool
+        worktree = plan.worktree
         self.request = request
         self.journalTags = journalTags
         let store = supervisor.store
@@ -132,6 +137,11 @@ final class TaskDriver {
             supervisor.attemptEnded(self, outcome)
         case .requeue:
             supervisor.requeue(self)
+        case .prepareWorkdir:
+            supervisor.prepareWorktree(self)
+        case .finishWorkdir:
+            stopChild()
+            supervisor.finishWorktree(self)
         case .usageReported(let figures):
             supervisor.usageReported(self, figures)
         case .end(let outcome):

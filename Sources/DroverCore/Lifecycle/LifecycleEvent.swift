@@ -104,6 +104,12 @@ public enum LifecycleEvent: Sendable, Equatable {
     case usage(TaskUsage)
     /// A task it waits for ended (SPEC 13); `resultText` is its result when it completed.
     case dependencyEnded(taskID: String, status: TaskStatus, reason: TaskReason?, resultText: String?)
+    /// The task's worktree exists (its branch and folder): `worktree` is what task.json shows.
+    case workdirReady(worktree: JSONValue)
+    /// The worktree could not be made; nothing was created.
+    case workdirFailed(String)
+    /// What the worker left is on the branch and the folder is gone (or kept): the record.
+    case workdirFinished(worktree: JSONValue)
 }
 
 /// A model for an attempt, with the pool it counts against.
@@ -155,6 +161,11 @@ public enum LifecycleEffect: Sendable, Equatable {
     case requeue
     /// The worker reported its attempt's totals: price them, count them, then say `usage`.
     case usageReported(WorkerFrame.UsageFigures)
+    /// Make the task's worktree (branch and folder), then report `workdirReady` or `workdirFailed`.
+    case prepareWorkdir
+    /// The task is decided: commit what its worktree holds, write changes.diff, remove the
+    /// folder, then report `workdirFinished`.
+    case finishWorkdir(Outcome)
     /// The task is over: release its slot, write its files, report once they are durable.
     case end(Outcome)
 }

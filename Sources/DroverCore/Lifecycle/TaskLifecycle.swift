@@ -25,6 +25,8 @@ public struct LifecycleSettings: Sendable, Equatable {
     public var spendLimits: SpendLimits
     /// Tasks (ids) that must complete before it joins its pool's queue.
     public var dependencies: [String]
+    /// It runs in a git worktree made before its first attempt and finished after its end.
+    public var usesWorktree: Bool
 
     /// How long a worker whose task is decided may take to exit on its own.
     public static let exitGraceMs = 1000
@@ -35,8 +37,9 @@ public struct LifecycleSettings: Sendable, Equatable {
     public init(timers: ResolvedTimers, maxToolCalls: Int = 0, maxRepeatedToolCalls: Int = 0, maxTranscriptBytes: Int = 0,
                 raw: Bool = false, promptInArguments: Bool = false, resume: Bool = false, transcriptPath: String? = nil,
                 workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none,
-                spendLimits: SpendLimits = SpendLimits(), dependencies: [String] = [])
+                spendLimits: SpendLimits = SpendLimits(), dependencies: [String] = [], usesWorktree: Bool = false)
     {
+        self.usesWorktree = usesWorktree
         self.spendLimits = spendLimits
         self.dependencies = dependencies
         self.resultPath = resultPath
@@ -71,9 +74,13 @@ public struct TaskLifecycle: Sendable {
         case pending(since: UInt64)
         /// Holds a slot; the record of the start is on its way to the disk.
         case starting
+        /// Its worktree is being made; a cancel meanwhile ends it once that is done.
+        case preparing(cancelled: Outcome?)
         case running(Run)
         /// The outcome is decided; the worker is leaving (or being made to).
         case stopping(Run, Outcome)
+        /// The worker is gone; what it left in its worktree is being committed.
+        case finishing(Outcome)
         case ended
     }
 
@@ -107,6 +114,8 @@ public struct TaskLifecycle: Sendable {
     /// (it joins its pool's queue once both are so).
     private var awaiting: Set<String>
     private var admitted = false
+    /// Its worktree exists (made, and not finished yet): the end goes through `finishing`.
+    private var worktreeMade = false
 
     /// The last attempt to end saw a `rate_limit` frame (adaptive limits count the others).
     public private(set) var lastAttemptRateLimited = false
@@ -137,15 +146,15 @@ public struct TaskLifecycle: Sendable {
     /// A cancel would change something: the task has not ended and its outcome is not decided.
     public var isCancellable: Bool {
         switch phase {
-        case .pending, .starting, .running: true
-        case .stopping, .ended: false
+        case .pending, .starting, .running, .preparing(cancelled: nil): true
+        case .preparing, .stopping, .finishing, .ended: false
         }
     }
 
     /// It holds a slot (from the grant until its end).
     public var holdsSlot: Bool {
         switch phase {
-        case .starting, .running, .stopping: true
+        case .starting, .preparing, .running, .stopping, .finishing: true
         case .pending, .ended: false
         }
     }
@@ -207,7 +216,32 @@ public struct TaskLifecycle: Sendable {
             phase = .starting
             effects.append(.recordStart)
         case .startRecorded:
-            if case .starting = phase { effects.append(.spawn) }
+            guard case .starting = phase else { break }
+            if settings.usesWorktree && !worktreeMade {
+                phase = .preparing(cancelled: nil)
+                effects.append(.prepareWorkdir)
+            } else {
+                effects.append(.spawn)
+            }
+        case .workdirReady(let worktree):
+            guard case .preparing(let cancelled) = phase else { break }
+            worktreeMade = true
+            record.extra["worktree"] = worktree
+            effects.append(.recordProgress)
+            if let cancelled {
+                end(cancelled, now, &effects)
+            } else {
+                phase = .starting
+                effects.append(.spawn)
+            }
+        case .workdirFailed(let message):
+            guard case .preparing(let cancelled) = phase else { break }
+            end(cancelled ?? Outcome(.spawn, message: message), now, &effects)
+        case .workdirFinished(let worktree):
+            guard case .finishing(let outcome) = phase else { break }
+            worktreeMade = false
+            record.extra["worktree"] = worktree
+            end(outcome, now, &effects)
         case .spawned(let pid):
             guard case .starting = phase else { break }
             started(pid: pid, now, &effects)
@@ -513,9 +547,12 @@ public struct TaskLifecycle: Sendable {
         case .starting:
             // The worker was never started: the start record, if written, is followed by this end.
             end(Outcome(reason, message: message ?? "cancelled before it started (\(reason.rawValue))"), now, &effects)
+        case .preparing(cancelled: nil):
+            // git is making the worktree: it is removed again once made.
+            phase = .preparing(cancelled: Outcome(reason, message: message ?? "cancelled before it started (\(reason.rawValue))"))
         case .running:
             decide(Outcome(reason, message: message ?? "cancelled (\(reason.rawValue))"), now, &effects)
-        case .stopping, .ended:
+        case .preparing, .stopping, .finishing, .ended:
             break
         }
     }
@@ -676,10 +713,15 @@ public struct TaskLifecycle: Sendable {
         return Outcome(.exit, resultText: run.lastAssistantText ?? "")
     }
 
-    /// The one way into a terminal state.
+    /// The one way into a terminal state (through `finishing` while a worktree exists).
     private mutating func end(_ outcome: Outcome, _ now: Moment, _ effects: inout [LifecycleEffect]) {
         for timer in LifecycleTimer.allCases where armed.contains(timer) { effects.append(.disarm(timer)) }
         armed = []
+        if worktreeMade {
+            phase = .finishing(outcome)
+            effects.append(.finishWorkdir(outcome))
+            return
+        }
         phase = .ended
         record.status = outcome.status
         record.reason = outcome.reason

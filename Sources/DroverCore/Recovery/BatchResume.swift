@@ -98,6 +98,10 @@ struct BatchResume {
             }
         }
         FolderRecovery.killRemains(of: remains)
+        var notes: [String] = []
+        for finished in WorktreeRecovery.finish(remains, store: store, git: supervisor.git, notes: &notes) {
+            if let line = resume.lost.first(where: { $0.value.id == finished.id })?.key { resume.lost[line] = finished }
+        }
         return resume
     }
 
