@@ -92,6 +92,24 @@ public final class DelegationServer: Sendable {
 
     // MARK: the tools
 
+    /// `worktree`, `repo` and `base`: a coding task in a git worktree of its own.
+    static func readWorktree(_ arguments: ToolArguments, into task: inout TaskRequest) throws(ToolInputError) {
+        let repo = try arguments.string("repo")
+        let base = try arguments.string("base")
+        guard try arguments.bool("worktree", default: false) else {
+            if repo != nil || base != nil { throw ToolInputError("repo and base are for a worktree task: give worktree: true too") }
+            return
+        }
+        if let base, base.hasPrefix("@") {
+            let dependency = String(base.dropFirst())
+            guard TaskIdentifiers.isTaskID(dependency) else { throw ToolInputError("base \(base): @ must be followed by a task id (bg_...)") }
+            if !task.after.contains(dependency) { task.after.append(dependency) }
+        }
+        task.workdir = .worktree
+        task.worktree.repo = FileSystem.absolute(repo ?? FileSystem.currentDirectory())
+        task.worktree.base = base
+    }
+
     private func delegate(_ arguments: ToolArguments) async throws -> ToolAnswer {
         guard let prompt = try arguments.string("prompt") else {
             throw ToolInputError("prompt is required: the full instructions for the agent")
@@ -121,6 +139,7 @@ public final class DelegationServer: Sendable {
                 throw ToolInputError("after: \(id) is not a task id (bg_ and 8 hex digits, as delegate_task returned it)")
             }
             task.priority = try arguments.integer("priority", in: TaskRequest.priorityRange) ?? 0
+            try Self.readWorktree(arguments, into: &task)
             answer = try await gateway.call(LaunchRequest(task: task))
         }
         let taskID = answer.taskID

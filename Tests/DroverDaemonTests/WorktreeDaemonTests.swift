@@ -83,4 +83,25 @@ private final class DaemonTestRepository {
         #expect(!FileSystem.exists(d.state + "/tasks/\(id)/work") && repo.worktrees == 1, "removed and pruned")
         #expect(eventually(withinMs: 5000) { !Processes.isAlive(pid_t(worker)) }, "worker \(worker) left behind")
     }
+
+    @Test func delegateTaskRunsAWorktreeTaskAndAReviewerFromItsBranch() throws {
+        let d = try DaemonFixture()
+        let repo = try DaemonTestRepository(in: d.folder)
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        let first = try client.call("delegate_task", ["description": "implement", "prompt": "@write api.txt the api\n@result done", "agent": "explore",
+                                                       "worktree": true, "repo": .string(repo.path)])
+        #expect(!first.isError, "\(first.text)")
+        let implement = try #require(field("Task ID", in: first.text))
+        let second = try client.call("delegate_task", ["description": "review", "prompt": "@read api.txt\n@result reviewed", "agent": "explore",
+                                                        "worktree": true, "repo": .string(repo.path), "base": .string("@" + implement)])
+        let review = try #require(field("Task ID", in: answerBody(second.text)))
+        #expect(try d.task(review)["request"]?.objectValue?["after"] == [.string(implement)], "base @ID waits for it")
+        let result = try client.call("background_output", ["task_id": .string(review), "block": true, "timeout": 20_000])
+        #expect(answerBody(result.text).contains("reviewed"), "\(result.text)")
+        #expect(readText(d.state + "/tasks/\(review)/transcript.jsonl").contains("\"text\":\"the api\""))
+        #expect(repo.output("show", "drover/\(review):api.txt") == "the api")
+        let stray = try client.call("delegate_task", ["prompt": "x", "agent": "explore", "base": "main"])
+        #expect(stray.isError && stray.text.contains("give worktree: true too"), "\(stray.text)")
+    }
 }
