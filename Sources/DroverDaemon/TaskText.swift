@@ -58,6 +58,7 @@ public enum TaskText {
             if let error = task["error"]?.stringValue { lines.append("Error: \(error)") }
         }
         if let usage = usage(task) { lines.append("Usage: \(usage)") }
+        if let worktree = worktree(task) { lines.append("Worktree: \(worktree)") }
         lines += ["", "---", "", result ?? ""]
         return lines.joined(separator: "\n")
     }
@@ -74,6 +75,7 @@ public enum TaskText {
                 + (progress["last_tool"]?.stringValue.map { ", last tool \($0)" } ?? ""))
         }
         if let usage = self.usage(task) { lines.append("\(pad("usage:", 13)) \(usage)") }
+        if let worktree = self.worktree(task) { lines.append("\(pad("worktree:", 13)) \(worktree)") }
         if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
         return lines.joined(separator: "\n")
     }
@@ -86,6 +88,26 @@ public enum TaskText {
         var text = "$\(Budgets.money(usage.costUsd)), \(usage.inputTokens) input and \(usage.outputTokens) output tokens"
         if usage.cacheReadTokens + usage.cacheWriteTokens > 0 { text += " (\(usage.cacheReadTokens) read from the cache, \(usage.cacheWriteTokens) written to it)" }
         if let attempts = task["attempts"]?.arrayValue, attempts.count > 1 { text += ", over \(attempts.count) attempts" }
+        return text
+    }
+
+    /// A worktree task's branch and what it changed: "drover/bg_x: 2 files changed, +10 -1",
+    /// or "branch drover/bg_x (running in PATH)" before it has ended; nil for another task.
+    public static func worktree(_ task: JSONObject) -> String? {
+        guard let record = task["worktree"]?.objectValue, let branch = record["branch"]?.stringValue else { return nil }
+        let path = record["path"]?.stringValue
+        let ended = (task["status"]?.stringValue).flatMap(TaskStatus.init(rawValue:))?.isTerminal ?? false
+        var text: String
+        if !ended || record["head"]?.stringValue == nil {
+            text = "branch \(branch)" + (path.map { ended ? " (worktree at \($0))" : " (running in \($0))" } ?? "")
+        } else {
+            let files = record["files_changed"]?.intValue ?? 0
+            text = "\(branch): " + (files == 1 ? "1 file changed" : "\(files) files changed")
+                + ", +\(record["insertions"]?.intValue ?? 0) -\(record["deletions"]?.intValue ?? 0)"
+            if let path { text += " (worktree kept at \(path))" }
+        }
+        if record["discarded_at"]?.stringValue != nil { text += " (discarded)" }
+        if let error = record["error"]?.stringValue { text += "; error: \(oneLine(error))" }
         return text
     }
 

@@ -184,6 +184,7 @@ public final class DelegationServer: Sendable {
             return ToolAnswer(TaskText.resultBlock(task, result: answer.result), tellsEndOf: [answer.task.id])
         }
         var lines = ["Task Status", "", TaskText.statusTable([task])]
+        if let worktree = TaskText.worktree(task) { lines += ["", "Worktree: \(worktree)"] }
         if answer.timedOut {
             lines += ["", "Still running after waiting \(DurationText.format(milliseconds: timeout)). Call again to wait more, or go on with other work. \(DelegationTools.endPromise)"]
         }
