@@ -223,4 +223,46 @@ extension String {
         }
         harness.run(until: [first])
     }
+
+    /// Recovery touches only a folder git registered: a `.git` file pointing at a repository
+    /// that does not point back is left alone, and the repository is not written.
+    @Test func recoveryFinishesOnlyAWorktreeGitRegistered() throws {
+        let repo = try TestRepository()
+        let victim = try TestRepository()
+        let loop = EventLoop()
+        let state = try temporaryFolder()
+        defer { removeTree(state) }
+        let store = try ResultStore(loop: loop, root: state, durable: false)
+        defer { store.close() }
+        func lostTask(_ id: String) -> TaskSnapshot {
+            var snapshot = TaskSnapshot(id: id, sessionID: "ses_000000aa", agent: "explore", provider: "mock", model: nil, key: "explore",
+                                        description: "lost work", prompt: "p", createdMs: 1, ttlMs: 0, pool: "provider:mock")
+            snapshot.status = .error
+            snapshot.reason = .lost
+            return snapshot
+        }
+        // A real worktree of a lost task, with uncommitted work.
+        let real = "bg_000000a1", forged = "bg_000000a2"
+        var made = lostTask(real)
+        made.extra["worktree"] = ["repo": .string(repo.path), "branch": .string("drover/\(real)"), "base": .string(repo.head)]
+        repo.run("worktree", "add", "-q", "-b", "drover/\(real)", state + "/tasks/\(real)/work", repo.head)
+        try FileSystem.writeFile(state + "/tasks/\(real)/work/left.txt", Array("left\n".utf8))
+        // A forged one: its .git file names the victim's git folder, which knows nothing of it.
+        try FileSystem.makeDirectories(state + "/tasks/\(forged)/work")
+        try FileSystem.writeFile(state + "/tasks/\(forged)/work/.git", Array("gitdir: \(victim.path)/.git\n".utf8))
+        try FileSystem.writeFile(state + "/tasks/\(forged)/work/evil.txt", Array("x\n".utf8))
+        var forgedTask = lostTask(forged)
+        forgedTask.extra["worktree"] = ["repo": .string(victim.path), "branch": .string("drover/\(forged)"), "base": .string(victim.head)]
+        let victimHead = victim.head
+        var notes: [String] = []
+        let finished = WorktreeRecovery.finish([made, forgedTask], store: store, notes: &notes)
+        let record = try #require(finished[0].extra["worktree"]?.objectValue)
+        #expect(record["files_changed"] == 1 && record["head"] == .string(repo.output("rev-parse", "drover/\(real)")), "\(record)")
+        #expect(repo.output("show", "drover/\(real):left.txt") == "left")
+        #expect(!FileSystem.exists(state + "/tasks/\(real)/work") && repo.worktrees == 1, "removed and pruned")
+        #expect(finished[1].extra["worktree"] == forgedTask.extra["worktree"], "the forged one is untouched")
+        #expect(victim.head == victimHead && victim.droverBranches.isEmpty && victim.status == "")
+        #expect(FileSystem.exists(state + "/tasks/\(forged)/work/evil.txt"))
+        #expect(notes.count == 1 && notes[0].contains(real), "\(notes)")
+    }
 }
