@@ -132,6 +132,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var workdir: WorkdirMode?
     /// A worktree task's repo, base, commit and keepWorktree.
     public var worktree = WorktreeSettings()
+    /// Workers here or through srun on a Slurm cluster (nil: the global launcher).
+    public var launcher: Launcher?
 
     public init(name: String, command: [String], workerProtocol: WorkerProtocol = .framed, provider: String? = nil, model: String? = nil) {
         self.name = name
@@ -170,6 +172,8 @@ public struct DroverConfig: Sendable {
     public var fallbackAfter = 30_000
     /// How deep drovers may nest (a drover started inside a task is one level deeper).
     public var maxDepth = 3
+    /// Every agent's workers through srun, unless the agent says otherwise (SPEC 14).
+    public var launcher: Launcher?
     public var agents: [String: AgentConfig]
     /// The file it came from, if any.
     public var source: String?

@@ -187,6 +187,7 @@ struct ConfigReader {
             case "modelConcurrency": config.modelConcurrency = try concurrencyLimits(value, path)
             case "onComplete": config.onComplete = try strings(value, path, nonEmpty: true)
             case "maxDepth": config.maxDepth = try count(value, path)
+            case "launcher": config.launcher = try readLauncher(value, path)
             case "adaptiveConcurrency": config.adaptiveConcurrency = try bool(value, path)
             case "budgets": config.budgets = try readBudgets(value, path)
             case "prices": config.prices = try readPrices(value, path)
@@ -258,6 +259,7 @@ struct ConfigReader {
                         throw fail(path, "workdir is \"task\" (a fresh folder) or \"worktree\" (a git worktree), found \"\(mode)\" (use cwd for a folder)")
                     }
                     agent.workdir = workdir
+                case "launcher": agent.launcher = try readLauncher(value, path)
                 case "repo": agent.worktree.repo = try string(value, path)
                 case "base":
                     let base = try string(value, path)
@@ -275,6 +277,36 @@ struct ConfigReader {
                 }
             }
             config.agents[name] = agent
+        }
+    }
+
+    /// `{"type": "slurm", "partition", "licenses", "srunArgs", "srun"}`, or `{"type": "local"}`
+    /// (an agent's way to undo a global Slurm launcher).
+    func readLauncher(_ value: JSONValue, _ path: String) throws(ConfigError) -> Launcher {
+        let members = try object(value, path)
+        guard let kind = members["type"] else { throw fail(path + ".type", "a launcher needs \"type\": \"slurm\" or \"local\"") }
+        switch try string(kind, path + ".type") {
+        case "local":
+            if let extra = members.members.first(where: { $0.0 != "type" }) { throw fail("\(path).\(extra.0)", "a local launcher takes no settings") }
+            return .local
+        case "slurm":
+            var launcher = LauncherSettings()
+            for (key, item) in members.members {
+                let p = "\(path).\(key)"
+                switch key {
+                case "type": break
+                case "partition": launcher.partition = try string(item, p)
+                case "licenses": launcher.licenses = try bool(item, p)
+                case "srunArgs": launcher.srunArgs = try strings(item, p)
+                case "srun":
+                    launcher.srun = try string(item, p)
+                    if launcher.srun.isEmpty { throw fail(p, "expected a program name or path, found \"\"") }
+                default: throw fail(p, "unknown key (a slurm launcher has partition, licenses, srunArgs, srun)")
+                }
+            }
+            return .slurm(launcher)
+        case let other:
+            throw fail(path + ".type", "the launcher types are \"slurm\" and \"local\", found \"\(other)\"")
         }
     }
 

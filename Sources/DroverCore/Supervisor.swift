@@ -47,6 +47,17 @@ public final class Supervisor {
     public lazy var git = Git(environment: launch.environment)
     /// Per repository, the changes to its worktree list, one at a time.
     var worktreeJobs: [String: SerialJobs] = [:]
+    /// Slurm's queue and cancel commands, for workers through srun.
+    lazy var squeue = HelperProgram("squeue", environment: launch.environment)
+    lazy var scancel = HelperProgram("scancel", environment: launch.environment)
+    /// Tasks whose Slurm job is not known to run yet.
+    var clusterWatched: Set<String> = []
+    var clusterPolling = false
+    lazy var clusterTimer: LoopTimer = {
+        let timer = LoopTimer(loop: loop)
+        timer.unref()
+        return timer
+    }()
     /// Started tasks whose running task.json waits for `runningFileDelayMs`, oldest first.
     private var unwrittenStarts: [(id: String, dueMs: UInt64)] = []
     private var unwrittenStartHead = 0
@@ -250,7 +261,7 @@ public final class Supervisor {
         guard tasks[snapshot.id] == nil else { return }
         let agent = request.flatMap { $0.agent.flatMap { config.agents[$0] } } ?? DroverConfig.commandAgent
         let plan = TaskPlan(agent: agent, arguments: [], env: [:], cwd: workingDirectory, cwdIsPrivate: false, limits: ResourceLimits(),
-                            pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil)
+                            pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil, slurm: nil)
         let lifecycle = TaskLifecycle(ended: snapshot, settings: LifecycleSettings(timers: TimerSettings().resolved, workdir: workingDirectory))
         let task = TaskDriver(supervisor: self, lifecycle: lifecycle, plan: plan, request: request)
         task.hasFolder = true
@@ -330,15 +341,17 @@ public final class Supervisor {
         let breaker = request.breaker.over(agent.breaker.over(config.breaker)).resolved
         let limits = request.limits.over(agent.limits)
         let raw = agent.workerProtocol == .raw
+        // A raw command task has no agent of its own: the global launcher is its.
+        let slurm = (agent.launcher ?? config.launcher)?.slurm
         let settings = LifecycleSettings(
             timers: timers, maxToolCalls: breaker.maxToolCalls, maxRepeatedToolCalls: breaker.maxRepeatedToolCalls,
             maxTranscriptBytes: breaker.maxTranscriptBytes, raw: raw, promptInArguments: WorkerLaunch.usesPrompt(arguments),
             resume: request.resume, transcriptPath: store.sessionFile(sessionID), workdir: cwd, limits: limits,
             resultPath: store.resultFile(id), retry: request.retry.over(agent.retry.over(config.retry)).resolved,
             spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after,
-            usesWorktree: worktree != nil)
+            usesWorktree: worktree != nil, clustered: slurm != nil)
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool,
-                            worktree: worktree)
+                            worktree: worktree, slurm: slurm)
         return (snapshot, settings, plan, kept)
     }
 

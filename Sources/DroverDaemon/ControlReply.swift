@@ -242,6 +242,10 @@ public struct StatsReply: ControlReply {
     public var baselineDescriptors: Int
     /// Each budget's standing: spent, reserved and remaining (`Budgets.Standing`'s members).
     public var budgets: [JSONObject] = []
+    /// With a Slurm launcher: the cluster's licenses (`name`, `total`, `used`, `free`).
+    public var licenses: [JSONObject]?
+    /// Why the licenses could not be read.
+    public var clusterProblem: String?
 
     public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int, baselineDescriptors: Int,
                 budgets: [JSONObject] = []) {
@@ -270,6 +274,8 @@ public struct StatsReply: ControlReply {
         openDescriptors = try number("open_fds", in: fields)
         baselineDescriptors = try number("baseline_fds", in: fields)
         budgets = (try fields.array("budgets") ?? []).compactMap(\.objectValue)
+        licenses = try fields.array("licenses")?.compactMap(\.objectValue)
+        clusterProblem = try fields.string("cluster_problem")
         pools = []
         for (index, item) in (try fields.required("pools", fields.array)).enumerated() {
             guard case .object(let object) = item else { throw fields.mismatch("pools[\(index)]", "an object", item) }
@@ -288,10 +294,14 @@ public struct StatsReply: ControlReply {
              "cooldown_until": pool.cooldownUntilMs.map { .string(Clock.rfc3339(ms: $0)) } ?? .null,
              "running": .number(Double(pool.running)), "waiting": .number(Double(pool.waiting))]
         }
-        return ["type": "ok", "pid": .number(Double(pid)), "running": .number(Double(running)), "pending": .number(Double(pending)),
-                "slots_in_use": .number(Double(slotsInUse)), "tasks": .number(Double(tasks)), "pools": .array(pools),
-                "open_fds": .number(Double(openDescriptors)), "baseline_fds": .number(Double(baselineDescriptors)),
-                "budgets": .array(budgets.map { .object($0) })]
+        var frame: JSONObject = [
+            "type": "ok", "pid": .number(Double(pid)), "running": .number(Double(running)), "pending": .number(Double(pending)),
+            "slots_in_use": .number(Double(slotsInUse)), "tasks": .number(Double(tasks)), "pools": .array(pools),
+            "open_fds": .number(Double(openDescriptors)), "baseline_fds": .number(Double(baselineDescriptors)),
+            "budgets": .array(budgets.map { .object($0) })]
+        if let licenses { frame["licenses"] = .array(licenses.map { .object($0) }) }
+        if let clusterProblem { frame["cluster_problem"] = .string(clusterProblem) }
+        return frame
     }
 }
 

@@ -68,10 +68,26 @@ extension DaemonServer {
                             cooldownUntilMs: usage.cooldownUntilMs.map { wallMs + Int64($0 > nowMs ? $0 - nowMs : 0) })
         }
         // Listing /proc/self/fd opens one more descriptor, which is not counted.
-        reply(connection, StatsReply(
+        var answer = StatsReply(
             pid: Int(getpid()), running: supervisor.runningCount, pending: supervisor.pendingCount, slotsInUse: supervisor.slotsInUse,
             tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1,
-            baselineDescriptors: baselineDescriptors, budgets: supervisor.budgets.standings(nowMs: wallMs).map(\.json)))
+            baselineDescriptors: baselineDescriptors, budgets: supervisor.budgets.standings(nowMs: wallMs).map(\.json))
+        let config = supervisor.config
+        let usesSlurm = config.launcher?.slurm != nil || config.agents.values.contains { $0.launcher?.slurm != nil }
+        guard usesSlurm else { return reply(connection, answer) }
+        // The cluster's licenses, from scontrol (a child on the loop, which goes on meanwhile).
+        guard let scontrol = HelperProgram("scontrol", environment: supervisor.launch.environment) else {
+            answer.clusterProblem = "scontrol not found on PATH"
+            return reply(connection, answer)
+        }
+        scontrol.run(["show", "licenses", "--oneliner"], loop: loop) { [weak self] result in
+            if result.succeeded {
+                answer.licenses = ClusterLicense.parse(result.text).map(\.json)
+            } else {
+                answer.clusterProblem = "scontrol show licenses: \(result.message)"
+            }
+            self?.reply(connection, answer)
+        }
     }
 
     // MARK: launch and continue

@@ -145,6 +145,7 @@ public final class DaemonServer {
         var found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
         // What lost tasks left is gone before their worktrees are committed and removed.
         FolderRecovery.killRemains(of: found.lost)
+        SlurmRecovery.cancelJobs(of: found.lost, environment: supervisor.launch.environment, notes: &found.notes)
         let finished = WorktreeRecovery.finish(found.lost, store: store, git: supervisor.git, notes: &found.notes)
         let worktrees = Dictionary(finished.map { ($0.id, $0) }, uniquingKeysWith: { $1 })
         for note in found.notes { writeLog("recovery: \(note)") }

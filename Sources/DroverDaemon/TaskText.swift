@@ -36,10 +36,14 @@ public enum TaskText {
         })
     }
 
-    /// "running", "error (lost)", "pending (waiting for slot)": why a task ended, or waits.
+    /// "running", "error (lost)", "pending (waiting for slot)", "running (waiting for cluster)":
+    /// why a task ended, or waits.
     public static func status(_ task: JSONObject) -> String {
         let status = task["status"]?.stringValue ?? "?"
-        if status == "pending", let waitingFor = task["waiting_for"]?.stringValue { return "pending (waiting for \(waitingFor))" }
+        // A running task waits only for a cluster: srun runs, Slurm holds the job.
+        if status == "pending" || status == "running", let waitingFor = task["waiting_for"]?.stringValue {
+            return "\(status) (waiting for \(waitingFor))"
+        }
         guard let reason = task["reason"]?.stringValue, status != "completed" else { return status }
         return "\(status) (\(reason))"
     }
@@ -76,6 +80,9 @@ public enum TaskText {
         }
         if let usage = self.usage(task) { lines.append("\(pad("usage:", 13)) \(usage)") }
         if let worktree = self.worktree(task) { lines.append("\(pad("worktree:", 13)) \(worktree)") }
+        if let slurm = task["slurm"]?.objectValue {
+            lines.append("\(pad("slurm:", 13)) job \(slurm["job_id"]?.stringValue ?? "?") \(slurm["state"]?.stringValue ?? "?")")
+        }
         if let prompt = task["prompt"]?.stringValue { lines += ["", "Prompt:", prompt] }
         return lines.joined(separator: "\n")
     }

@@ -7,7 +7,7 @@ import DroverWire
 struct StatsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "The daemon's figures: slots in use per pool, running and pending tasks, open descriptors.")
+        abstract: "The daemon's figures: slots in use per pool, running and pending tasks, open descriptors, a Slurm cluster's licenses.")
 
     @OptionGroup var client: ClientOptions
 
@@ -32,6 +32,11 @@ struct StatsCommand: ParsableCommand {
             lines.append(line)
         }
         for budget in answer.budgets { lines.append("budget " + UsageCommand.standing(budget)) }
+        for license in answer.licenses ?? [] {
+            let figure = { (key: String) in license[key]?.intValue.map(String.init) ?? "?" }
+            lines.append("cluster license \(license["name"]?.stringValue ?? "?"): \(figure("used")) of \(figure("total")) in use, \(figure("free")) free")
+        }
+        if let problem = answer.clusterProblem { lines.append("cluster licenses unknown: \(problem)") }
         Terminal.out(lines.joined(separator: "\n"))
     }
 }

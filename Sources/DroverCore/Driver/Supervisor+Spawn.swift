@@ -11,6 +11,8 @@ extension Supervisor {
         let message: String
     }
 
+    private func lifecycleTtl(_ task: TaskDriver) -> Int { task.lifecycle.settings.timers.taskTtl }
+
     /// Builds the worker's command line and environment and starts it.
     func spawnWorker(for task: TaskDriver) -> Result<StartedWorker, SpawnFailure> {
         let record = task.record
@@ -54,7 +56,22 @@ extension Supervisor {
             ])
         var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: plan.cwd)
         var cgroup: String?
-        if !plan.limits.isEmpty {
+        if let slurm = plan.slurm {
+            guard let srun = launch.locate(slurm.srun) else {
+                return .failure(SpawnFailure(message: "cannot start \(slurm.srun) (the task's Slurm launcher): not found on PATH (\(launch.environment["PATH"] ?? ""))"))
+            }
+            var worker = [program] + argv.dropFirst()
+            if !plan.limits.isEmpty {
+                // Limits are set on the node, by the helper there (no cgroup of this host's).
+                guard let helper = launch.locate("drover-limits") else {
+                    return .failure(SpawnFailure(message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))
+                }
+                worker = [helper] + plan.limits.helperArguments + ["--"] + worker
+            }
+            let license = record.provider ?? LauncherSettings.licenseName(record.key)
+            spec.executable = srun
+            spec.arguments = slurm.srunArguments(taskID: record.id, license: license, ttlMs: lifecycleTtl(task), worker: worker)
+        } else if !plan.limits.isEmpty {
             // Limits are set between fork and exec by a helper that then becomes the worker.
             guard let helper = launch.locate("drover-limits") else {
                 return .failure(SpawnFailure(message: "cannot apply the task's limits: drover-limits not found beside drover or on PATH"))

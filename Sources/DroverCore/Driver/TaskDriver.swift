@@ -13,6 +13,8 @@ struct TaskPlan {
     let pool: PoolAssignment
     /// A worktree task's repository, base and branch.
     let worktree: WorktreePlan?
+    /// Its worker runs through srun.
+    let slurm: LauncherSettings?
 }
 
 /// One task of the table: its lifecycle, and while it runs, its child. It turns what the
@@ -124,6 +126,7 @@ final class TaskDriver {
             store.append(stderrPath, Array("[worker \(level)] \(text)\n".utf8), owner: id)
         case .recordRunning:
             supervisor.recordRunning(self)
+            if plan.slurm != nil { supervisor.watchClusterJob(self) }
         case .recordProgress:
             supervisor.progressChanged(self)
         case .enqueue:
@@ -137,6 +140,8 @@ final class TaskDriver {
             supervisor.attemptEnded(self, outcome)
         case .requeue:
             supervisor.requeue(self)
+        case .cancelClusterJob:
+            supervisor.cancelClusterJob(self)
         case .prepareWorkdir:
             supervisor.prepareWorktree(self)
         case .finishWorkdir:

@@ -106,6 +106,8 @@ public enum LifecycleEvent: Sendable, Equatable {
     case dependencyEnded(taskID: String, status: TaskStatus, reason: TaskReason?, resultText: String?)
     /// The task's worktree exists (its branch and folder): `worktree` is what task.json shows.
     case workdirReady(worktree: JSONValue)
+    /// squeue's word on the task's Slurm job (state as squeue spells it: PENDING, RUNNING...).
+    case clusterJob(jobID: String, state: String)
     /// The worktree could not be made; nothing was created.
     case workdirFailed(String)
     /// What the worker left is on the branch and the folder is gone (or kept): the record.
@@ -161,6 +163,8 @@ public enum LifecycleEffect: Sendable, Equatable {
     case requeue
     /// The worker reported its attempt's totals: price them, count them, then say `usage`.
     case usageReported(WorkerFrame.UsageFigures)
+    /// `scancel` the task's Slurm job (srun is gone or going without taking it along).
+    case cancelClusterJob
     /// Make the task's worktree (branch and folder), then report `workdirReady` or `workdirFailed`.
     case prepareWorkdir
     /// The task is decided: commit what its worktree holds, write changes.diff, remove the

@@ -27,6 +27,8 @@ public struct LifecycleSettings: Sendable, Equatable {
     public var dependencies: [String]
     /// It runs in a git worktree made before its first attempt and finished after its end.
     public var usesWorktree: Bool
+    /// Its worker is srun: the job may wait in Slurm's queue, and its timers start when it runs.
+    public var clustered: Bool
 
     /// How long a worker whose task is decided may take to exit on its own.
     public static let exitGraceMs = 1000
@@ -37,9 +39,11 @@ public struct LifecycleSettings: Sendable, Equatable {
     public init(timers: ResolvedTimers, maxToolCalls: Int = 0, maxRepeatedToolCalls: Int = 0, maxTranscriptBytes: Int = 0,
                 raw: Bool = false, promptInArguments: Bool = false, resume: Bool = false, transcriptPath: String? = nil,
                 workdir: String, limits: ResourceLimits = ResourceLimits(), resultPath: String? = nil, retry: RetryPolicy = .none,
-                spendLimits: SpendLimits = SpendLimits(), dependencies: [String] = [], usesWorktree: Bool = false)
+                spendLimits: SpendLimits = SpendLimits(), dependencies: [String] = [], usesWorktree: Bool = false,
+                clustered: Bool = false)
     {
         self.usesWorktree = usesWorktree
+        self.clustered = clustered
         self.spendLimits = spendLimits
         self.dependencies = dependencies
         self.resultPath = resultPath
@@ -106,6 +110,8 @@ public struct TaskLifecycle: Sendable {
         var retryAfterMs: Int?
         /// What the attempt has spent so far.
         var usage = TaskUsage()
+        /// srun runs, but Slurm has not started the job: no timer counts yet.
+        var clusterPending = false
     }
 
     /// What the attempts before the running one spent.
@@ -237,6 +243,8 @@ public struct TaskLifecycle: Sendable {
         case .workdirFailed(let message):
             guard case .preparing(let cancelled) = phase else { break }
             end(cancelled ?? Outcome(.spawn, message: message), now, &effects)
+        case .clusterJob(let jobID, let state):
+            clusterJob(jobID, state, now, &effects)
         case .workdirFinished(let worktree):
             guard case .finishing(let outcome) = phase else { break }
             worktreeMade = false
@@ -363,6 +371,8 @@ public struct TaskLifecycle: Sendable {
             terminate(cancelReason: nil, now, &effects)
         case (.killGrace, .stopping(let run, _)) where run.exit == nil:
             effects.append(.signalGroup(SIGKILL))
+            // srun killed forwards nothing: the job itself is cancelled.
+            if settings.clustered { effects.append(.cancelClusterJob) }
         case (.drain, .running(let run)), (.drain, .stopping(let run, _)):
             if run.exit != nil { effects.append(.abandonOutputs) }
         case (.retry, .pending):
@@ -391,7 +401,20 @@ public struct TaskLifecycle: Sendable {
                 transcriptPath: settings.resume ? settings.transcriptPath : nil, workdir: settings.workdir,
                 deadlineMs: timers.taskTtl > 0 ? now.wallMs + Int64(timers.taskTtl) : nil, attempt: record.attempt))))
         }
-        phase = .running(run)
+        if settings.clustered {
+            // Slurm may hold the job in its queue: the timers wait for it to run.
+            run.clusterPending = true
+            record.waitingFor = .cluster
+            phase = .running(run)
+        } else {
+            phase = .running(run)
+            armRunTimers(now, &effects)
+        }
+        effects.append(.recordRunning)
+    }
+
+    private mutating func armRunTimers(_ now: Moment, _ effects: inout [LifecycleEffect]) {
+        let timers = settings.timers
         if timers.taskTtl > 0 { arm(.ttl, at: now.monotonicMs + UInt64(timers.taskTtl), &effects) }
         // Raw programs send no frames, so silence says nothing about them.
         if !settings.raw {
@@ -400,10 +423,36 @@ public struct TaskLifecycle: Sendable {
                 arm(.stability, at: now.monotonicMs + UInt64(timers.minStabilityTime), &effects)
             }
         }
-        effects.append(.recordRunning)
+    }
+
+    /// What squeue says of the task's job: its id and state, and, once it runs, the timers.
+    private mutating func clusterJob(_ jobID: String, _ state: String, _ now: Moment, _ effects: inout [LifecycleEffect]) {
+        switch phase {
+        case .running, .stopping: break
+        default: return
+        }
+        let shown: JSONValue = ["job_id": .string(jobID), "state": .string(state)]
+        if record.extra["slurm"] != shown {
+            record.extra["slurm"] = shown
+            effects.append(.recordProgress)
+        }
+        if state != "PENDING" && state != "CONFIGURING" { jobRuns(now, &effects) }
+    }
+
+    /// The job runs (squeue says so, or its worker spoke): the task's time starts now.
+    private mutating func jobRuns(_ now: Moment, _ effects: inout [LifecycleEffect]) {
+        guard case .running(var run) = phase, run.clusterPending else { return }
+        run.clusterPending = false
+        run.startedAt = now.monotonicMs
+        run.lastFrameAt = now.monotonicMs
+        phase = .running(run)
+        record.waitingFor = nil
+        effects.append(.recordProgress)
+        armRunTimers(now, &effects)
     }
 
     private mutating func received(_ frame: WorkerFrame, _ now: Moment, _ effects: inout [LifecycleEffect]) {
+        jobRuns(now, &effects)
         // Frames after the decision are in the transcript, and change nothing.
         guard case .running(var run) = phase else { return }
         phase = .ended  // held by `run` alone meanwhile, so its strings change in place
@@ -456,6 +505,7 @@ public struct TaskLifecycle: Sendable {
     }
 
     private mutating func receivedLine(_ text: String, _ now: Moment, _ effects: inout [LifecycleEffect]) {
+        jobRuns(now, &effects)
         guard case .running = phase else { return }
         record.progress.messages += 1
         record.progress.lastMessage = String(text.prefix(500))
@@ -623,6 +673,8 @@ public struct TaskLifecycle: Sendable {
         }
         let exit = run.exit ?? ExitStatus(code: -1, signal: nil)
         outcome = LimitDiagnosis.explain(outcome, usage: child.cgroup, limits: settings.limits)
+        // srun gone after a failure or a cancel: the job must not outlive it on the cluster.
+        if settings.clustered && outcome.status != .completed { effects.append(.cancelClusterJob) }
         record.exitCode = exit.signal == nil ? exit.code : nil
         record.signal = exit.signal
         if let peak = child.cgroup?.peakMemoryKiB ?? child.peakMemoryKiB { record.extra["peak_rss_kib"] = .number(Double(peak)) }

@@ -1,6 +1,6 @@
 import Glibc
 
-/// What one `git` command did.
+/// What one helper program (git, squeue, scancel) did.
 public struct GitResult: Sendable {
     public var status: Int
     public var output: [UInt8]
@@ -21,37 +21,28 @@ public struct GitResult: Sendable {
     }
 }
 
-/// Runs `git` as a child process, without a shell: on a loop (the supervisor's, so a large
-/// repository's checkout never stalls it) or at once on a private loop (the command line,
-/// recovery). Commands never prompt, and drover's own commits are made as `drover`.
-public struct Git: Sendable {
+/// A program drover runs for itself (git, srun's companions squeue and scancel) as a child
+/// process, without a shell: on a loop (the supervisor's, so the loop never waits for it) or
+/// at once on a private loop of its own (the command line, recovery).
+public struct HelperProgram: Sendable {
     public var program: String
     public var environment: [String]
 
-    /// The author and committer of the commits drover makes on a task's branch.
-    public static let identity = ["GIT_AUTHOR_NAME=drover", "GIT_AUTHOR_EMAIL=drover@localhost",
-                                  "GIT_COMMITTER_NAME=drover", "GIT_COMMITTER_EMAIL=drover@localhost"]
-
-    public init?(environment: [String: String] = ProcessEnvironment.current()) {
+    public init?(_ name: String, environment: [String: String], adding extra: [String: String] = [:]) {
         let launch = WorkerLaunch(programDirectories: [], environment: environment)
-        guard let program = launch.locate("git") else { return nil }
+        guard let program = launch.locate(name) else { return nil }
         self.program = program
         var env = environment
-        env["GIT_TERMINAL_PROMPT"] = "0"
-        // Messages are parsed (`--shortstat`) and quoted to users: the same words everywhere.
-        env["LC_ALL"] = "C"
-        env["LANGUAGE"] = nil
+        for (key, value) in extra { env[key] = value }
         self.environment = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 
-    static let notFound = "git not found on PATH"
-
-    /// Starts `git ARGS` in `directory` on `loop`; `then` runs on the loop once it has ended.
-    public func run(_ arguments: [String], in directory: String, extraEnvironment: [String] = [], loop: EventLoop,
+    /// Starts `PROGRAM ARGS` in `directory` on `loop`; `then` runs on the loop once it has ended.
+    public func run(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = [], loop: EventLoop,
                     then: @escaping (GitResult) -> Void)
     {
-        let spec = SpawnSpec(executable: program, arguments: ["git"] + arguments, environment: environment + extraEnvironment,
-                             workingDirectory: directory)
+        let spec = SpawnSpec(executable: program, arguments: [FileSystem.basename(of: program)] + arguments,
+                             environment: environment + extraEnvironment, workingDirectory: directory)
         let child: ChildProcess
         do {
             child = try ChildProcess.spawn(loop: loop, spec: spec)
@@ -68,12 +59,42 @@ public struct Git: Sendable {
         child.onClosed = { then(GitResult(status: status, output: output, errors: String(decoding: errors, as: UTF8.self))) }
     }
 
-    /// Runs `git ARGS` in `directory` and waits for it (on a private loop of its own).
-    public func runNow(_ arguments: [String], in directory: String, extraEnvironment: [String] = []) -> GitResult {
+    /// Runs `PROGRAM ARGS` in `directory` and waits for it.
+    public func runNow(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = []) -> GitResult {
         let loop = EventLoop()
-        var result = GitResult(status: -1, output: [], errors: "git did not finish")
+        var result = GitResult(status: -1, output: [], errors: "\(program) did not finish")
         run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop) { result = $0 }
         loop.run()
         return result
+    }
+}
+
+/// git, for worktree tasks. Commands never prompt, and drover's own commits are made as `drover`.
+public struct Git: Sendable {
+    let helper: HelperProgram
+    public var program: String { helper.program }
+
+    /// The author and committer of the commits drover makes on a task's branch.
+    public static let identity = ["GIT_AUTHOR_NAME=drover", "GIT_AUTHOR_EMAIL=drover@localhost",
+                                  "GIT_COMMITTER_NAME=drover", "GIT_COMMITTER_EMAIL=drover@localhost"]
+
+    public init?(environment: [String: String] = ProcessEnvironment.current()) {
+        var env = environment
+        // Messages are parsed (`--shortstat`) and quoted to users: the same words everywhere.
+        env["LANGUAGE"] = nil
+        guard let helper = HelperProgram("git", environment: env, adding: ["GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"]) else { return nil }
+        self.helper = helper
+    }
+
+    static let notFound = "git not found on PATH"
+
+    public func run(_ arguments: [String], in directory: String, extraEnvironment: [String] = [], loop: EventLoop,
+                    then: @escaping (GitResult) -> Void)
+    {
+        helper.run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop, then: then)
+    }
+
+    public func runNow(_ arguments: [String], in directory: String, extraEnvironment: [String] = []) -> GitResult {
+        helper.runNow(arguments, in: directory, extraEnvironment: extraEnvironment)
     }
 }
