@@ -6,7 +6,7 @@ import Testing
 
 /// Workers through srun on the real one-node cluster (scripts/slurm-cluster.sh start):
 /// `Licenses=mock:2`.
-@Suite(.serialized) struct SlurmSupervisorTests {
+extension SlurmDaemonTests {
     @Test func aJobHeldForItsLicenseShowsItThenRunsWithItsTimersFromThen() throws {
         try SlurmCluster.require()
         var config = DroverConfig()

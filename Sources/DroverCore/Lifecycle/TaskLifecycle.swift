@@ -446,6 +446,8 @@ public struct TaskLifecycle: Sendable {
         run.startedAt = now.monotonicMs
         run.lastFrameAt = now.monotonicMs
         phase = .running(run)
+        // started_at is when the worker started, not when srun began to wait for the cluster.
+        record.startedMs = now.wallMs
         record.waitingFor = nil
         effects.append(.recordProgress)
         armRunTimers(now, &effects)

@@ -36,7 +36,9 @@ public struct LauncherSettings: Sendable, Equatable {
         var argv = [srun, "--job-name", Self.jobName(taskID)]
         if licenses, let license { argv += ["--licenses", license + ":1"] }
         if ttlMs > 0 { argv += ["--time", String((ttlMs + 59_999) / 60_000)] }
-        argv += ["--kill-on-bad-exit=1", "--quiet"]
+        // --unbuffered: slurmstepd line-buffers a task's stdout by default, and frames are
+        // not lines: a frame would wait for the next newline byte.
+        argv += ["--kill-on-bad-exit=1", "--quiet", "--unbuffered"]
         if let partition { argv += ["--partition", partition] }
         return argv + srunArgs + ["--"] + worker
     }

@@ -1,0 +1,162 @@
+import DroverCore
+import DroverTestSupport
+import DroverWire
+import Glibc
+import Testing
+
+/// A state folder and config whose agents run through srun, driven by the real `drover`.
+final class SlurmDaemon {
+    let folder: String
+    var state: String { folder + "/state" }
+    var config: String { folder + "/config.jsonc" }
+
+    init(launcher: String = #"{"type": "slurm"}"#, settings: String = "") throws {
+        folder = try temporaryFolder()
+        let text = """
+            {"background_task": {"killGrace": "1s", "minIdleTime": 0, "launcher": \(launcher) \(settings.isEmpty ? "" : ", " + settings)}}
+            """
+        try FileSystem.writeFile(config, Array(text.utf8))
+    }
+
+    deinit {
+        _ = try? run(["shutdown", "--no-autostart"])
+        if let pid = daemonPid, Processes.isAlive(pid) { kill(pid, SIGKILL) }
+        removeTree(folder)
+    }
+
+    @discardableResult
+    func run(_ arguments: [String]) throws -> CommandResult {
+        try runDrover(arguments + ["--state-dir", state, "--config", config], in: folder)
+    }
+
+    func ok(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let result = try run(arguments)
+        #expect(result.status == 0, "drover \(arguments.joined(separator: " ")) exited \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
+        return result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout
+    }
+
+    func launch(_ prompt: String, _ extra: [String] = []) throws -> String {
+        try ok(["launch", "--agent", "explore", "--prompt", prompt] + extra)
+    }
+
+    func task(_ id: String) throws -> JSONObject { try readJSON(state + "/tasks/\(id)/task.json") }
+    func shown(_ id: String) throws -> JSONObject {
+        try JSONParser.parse(try ok(["status", id, "--json"])).value.arrayValue?.first?.objectValue ?? [:]
+    }
+
+    var daemonPid: Int32? { Int32(readText(state + "/daemon.lock").split(separator: "\n").first ?? "") }
+}
+
+/// The mock agents this test started, wherever Slurm ran them (here: this host).
+func mockAgents(of taskIDs: [String]) -> [Int32] {
+    FileSystem.list("/proc").compactMap { Int32($0) }.filter { pid in
+        let environment = String(decoding: (try? FileSystem.read("/proc/\(pid)/environ")) ?? [], as: UTF8.self)
+        let command = String(decoding: (try? FileSystem.read("/proc/\(pid)/cmdline")) ?? [], as: UTF8.self)
+        // The agent itself, not the srun whose argv names it.
+        let program = command.split(separator: "\0").first.map(String.init) ?? ""
+        return program.hasSuffix("/drover-mock-agent") && taskIDs.contains { environment.contains("DROVER_TASK_ID=\($0)") } && Processes.isAlive(pid)
+    }
+}
+
+/// drover's workers on the real one-node cluster (SPEC 14), `Licenses=mock:2`.
+@Suite(.serialized) struct SlurmDaemonTests {
+    /// Two daemons, six tasks each: the cluster's license holds both to two at once.
+    @Test func twoDaemonsShareTheLicenseLimitOfTwo() throws {
+        try SlurmCluster.require()
+        let first = try SlurmDaemon(), second = try SlurmDaemon()
+        var ids: [(SlurmDaemon, String)] = []
+        for n in 0..<6 {
+            for d in [first, second] { ids.append((d, try d.launch("@sleep 400ms\n@result task \(n)"))) }
+        }
+        for d in [first, second] {
+            let mine = ids.filter { $0.0 === d }.map(\.1)
+            _ = try d.ok(["wait"] + mine + ["--timeout", "120s"])
+        }
+        var spans: [(start: String, end: String)] = []
+        for (d, id) in ids {
+            let task = try d.task(id)
+            #expect(task["status"] == "completed", "\(task)")
+            #expect(readText(d.state + "/tasks/\(id)/result.md").hasPrefix("task "))
+            spans.append((task["started_at"]?.stringValue ?? "", task["ended_at"]?.stringValue ?? ""))
+        }
+        // At each start, how many ran: never more than the two licenses.
+        for span in spans {
+            let running = spans.filter { $0.start <= span.start && span.start < $0.end }.count
+            #expect(running <= 2, "\(running) running at \(span.start): \(spans)")
+        }
+        #expect(SlurmCluster.jobs(named: ids.map(\.1)).isEmpty)
+        let stats = try first.ok(["stats"])
+        #expect(stats.contains("cluster license mock: 0 of 2 in use, 2 free"), "\(stats)")
+    }
+
+    @Test func framesAndAFollowUpPassThroughSrunUnchanged() throws {
+        try SlurmCluster.require()
+        let d = try SlurmDaemon()
+        let id = try d.launch("@message looking\n@tool grep {\"pattern\":\"x\"}\n@await-prompt\n@result answered")
+        #expect(eventually(withinMs: 20_000) { (try? d.task(id)["progress"]?.objectValue?["tool_calls"]?.intValue) == 1 })
+        #expect(eventually(withinMs: 5000) { (try? d.task(id)["slurm"]?.objectValue?["state"]) == "RUNNING" }, "squeue gave its job")
+        let session = try #require(try d.task(id)["session_id"]?.stringValue)
+        _ = try d.ok(["continue", session, "--prompt", "the follow-up"])
+        let output = try d.ok(["output", id, "--wait", "--timeout", "30s"])
+        #expect(output.contains("answered"), "\(output)")
+        let transcript = readText(d.state + "/tasks/\(id)/transcript.jsonl")
+        for piece in [#""text":"looking""#, #""tool":"grep""#, #""text":"the follow-up""#, #""type":"result""#] {
+            #expect(transcript.contains(piece), "\(piece) in \(transcript)")
+        }
+        let job = try #require(try d.task(id)["slurm"]?.objectValue)
+        #expect(job["job_id"]?.stringValue.flatMap { Int($0) } != nil, "\(job)")
+    }
+
+    @Test func cancellingARunningAndAHeldTaskLeavesNoJobAndNoProcess() throws {
+        try SlurmCluster.require()
+        let d = try SlurmDaemon()
+        let holders = try (0..<2).map { _ in try d.launch("@hang") }
+        let held = try d.launch("@hang")
+        #expect(eventually(withinMs: 20_000) { (try? d.shown(held)["slurm"]?.objectValue?["state"]) == "PENDING" }, "the third waits for a license")
+        #expect(try d.shown(held)["waiting_for"] == "cluster")
+        #expect(try d.ok(["status"]).contains("running (waiting for cluster)"))
+        #expect(eventually(withinMs: 20_000) { mockAgents(of: holders).count == 2 })
+        _ = try d.ok(["cancel", held, holders[0]])
+        #expect(eventually(withinMs: 20_000) { (try? d.task(held)["status"]) == "cancelled" && (try? d.task(holders[0])["status"]) == "cancelled" })
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [held, holders[0]]).isEmpty }, "\(SlurmCluster.jobs(named: [held, holders[0]]))")
+        #expect(eventually(withinMs: 10_000) { mockAgents(of: [held, holders[0]]).isEmpty })
+        _ = try d.ok(["cancel", holders[1]])
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: holders).isEmpty && mockAgents(of: holders).isEmpty })
+    }
+
+    @Test func aTtlEndsTheJob() throws {
+        try SlurmCluster.require()
+        let d = try SlurmDaemon()
+        let id = try d.launch("@hang", ["--ttl", "2s"])
+        _ = try d.run(["wait", id, "--timeout", "60s"])
+        let task = try d.task(id)
+        #expect(task["status"] == "cancelled" && task["reason"] == "ttl", "\(task)")
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [id]).isEmpty && mockAgents(of: [id]).isEmpty })
+    }
+
+    @Test func aDaemonKilledWhileItsJobsRunHasThemCancelledAfterItsRestart() throws {
+        try SlurmCluster.require()
+        let d = try SlurmDaemon()
+        let ids = try (0..<2).map { _ in try d.launch("@hang") }
+        #expect(eventually(withinMs: 20_000) { ids.allSatisfy { (try? d.task($0)["slurm"]?.objectValue?["state"]) == "RUNNING" } })
+        let daemon = try #require(d.daemonPid)
+        kill(daemon, SIGKILL)
+        #expect(eventually(withinMs: 5000) { !Processes.isAlive(daemon) })
+        _ = try d.ok(["status"])
+        for id in ids {
+            let shown = try d.shown(id)
+            #expect(shown["status"] == "error" && shown["reason"] == "lost", "\(shown)")
+        }
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: ids).isEmpty }, "\(SlurmCluster.jobs(named: ids))")
+        #expect(eventually(withinMs: 10_000) { mockAgents(of: ids).isEmpty })
+    }
+
+    @Test func aMissingSrunIsASpawnErrorNamingIt() throws {
+        let d = try SlurmDaemon(launcher: #"{"type": "slurm", "srun": "/nonexistent/srun"}"#)
+        let id = try d.launch("@result never")
+        _ = try d.run(["wait", id, "--timeout", "20s"])
+        let task = try d.task(id)
+        #expect(task["status"] == "error" && task["reason"] == "spawn", "\(task)")
+        #expect(task["error"]?.stringValue?.contains("/nonexistent/srun") == true, "\(task)")
+    }
+}
