@@ -92,11 +92,6 @@ let package = Package(
             dependencies: ["DroverCore", "DroverWire", "DroverTestSupport"],
             exclude: ["Fakes"]
         ),
-        // Workers through srun on a real one-node Slurm cluster (scripts/slurm-cluster.sh).
-        .testTarget(
-            name: "DroverSlurmTests",
-            dependencies: ["DroverCore", "DroverDaemon", "DroverWire", "DroverTestSupport"]
-        ),
         // --- end of agent CLI adapters
         // Figures for BENCHMARKS.md (bench/run.sh builds and runs it in release mode).
         .executableTarget(

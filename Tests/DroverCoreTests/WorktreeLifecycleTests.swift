@@ -92,7 +92,8 @@ import Testing
         #expect(outcome.reason == .spawn)
     }
 
-    @Test func aRetriedAttemptRunsInTheSameWorktree() {
+    /// A task that may be tried again, whose first attempt in its worktree exited 1.
+    static func firstAttemptFailed() -> TaskLifecycle {
         var task = Self.subject(retries: 1)
         _ = task.handle(.admitted, at: Self.at(0))
         _ = task.handle(.slotGranted(slot: 0), at: Self.at(1))
@@ -100,6 +101,11 @@ import Testing
         _ = task.handle(.workdirReady(worktree: Self.made), at: Self.at(3))
         _ = task.handle(.spawned(pid: 42), at: Self.at(4))
         _ = task.handle(.exited(ExitStatus(code: 1, signal: nil)), at: Self.at(5))
+        return task
+    }
+
+    @Test func aRetriedAttemptRunsInTheSameWorktree() {
+        var task = Self.firstAttemptFailed()
         let closed = task.handle(.closed(ChildEnd()), at: Self.at(6))
         #expect(closed.contains { if case .attemptEnded = $0 { true } else { false } }, "\(closed)")
         #expect(!closed.contains { if case .finishWorkdir = $0 { true } else { false } }, "not finished between attempts")
@@ -109,13 +115,7 @@ import Testing
     }
 
     @Test func aCancelBetweenAttemptsFinishesTheWorktree() {
-        var task = Self.subject(retries: 1)
-        _ = task.handle(.admitted, at: Self.at(0))
-        _ = task.handle(.slotGranted(slot: 0), at: Self.at(1))
-        _ = task.handle(.startRecorded, at: Self.at(2))
-        _ = task.handle(.workdirReady(worktree: Self.made), at: Self.at(3))
-        _ = task.handle(.spawned(pid: 42), at: Self.at(4))
-        _ = task.handle(.exited(ExitStatus(code: 1, signal: nil)), at: Self.at(5))
+        var task = Self.firstAttemptFailed()
         _ = task.handle(.closed(ChildEnd()), at: Self.at(6))
         let effects = task.handle(.cancel(.user, message: nil), at: Self.at(7))
         #expect(effects.first == .withdraw && effects.last == .finishWorkdir(Outcome(.user, message: "cancelled while pending (user)")), "\(effects)")

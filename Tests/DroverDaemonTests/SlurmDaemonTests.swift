@@ -4,67 +4,27 @@ import DroverWire
 import Glibc
 import Testing
 
-/// A state folder and config whose agents run through srun, driven by the real `drover`.
-final class SlurmDaemon {
-    let folder: String
-    var state: String { folder + "/state" }
-    var config: String { folder + "/config.jsonc" }
-
-    init(launcher: String = #"{"type": "slurm"}"#, settings: String = "") throws {
-        folder = try temporaryFolder()
-        let text = """
-            {"background_task": {"killGrace": "1s", "minIdleTime": 0, "launcher": \(launcher) \(settings.isEmpty ? "" : ", " + settings)}}
-            """
-        try FileSystem.writeFile(config, Array(text.utf8))
+extension DaemonFixture {
+    /// A daemon whose agents run through srun.
+    convenience init(launcher: String) throws {
+        try self.init(settings: "\"killGrace\": \"1s\", \"launcher\": \(launcher)")
     }
 
-    deinit {
-        _ = try? run(["shutdown", "--no-autostart"])
-        if let pid = daemonPid, Processes.isAlive(pid) { kill(pid, SIGKILL) }
-        removeTree(folder)
-    }
-
-    @discardableResult
-    func run(_ arguments: [String]) throws -> CommandResult {
-        try runDrover(arguments + ["--state-dir", state, "--config", config], in: folder)
-    }
-
-    func ok(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        let result = try run(arguments)
-        #expect(result.status == 0, "drover \(arguments.joined(separator: " ")) exited \(result.status): \(result.stderr)", sourceLocation: sourceLocation)
-        return result.stdout.hasSuffix("\n") ? String(result.stdout.dropLast()) : result.stdout
-    }
-
-    func launch(_ prompt: String, _ extra: [String] = []) throws -> String {
-        try ok(["launch", "--agent", "explore", "--prompt", prompt] + extra)
-    }
-
-    func task(_ id: String) throws -> JSONObject { try readJSON(state + "/tasks/\(id)/task.json") }
+    /// `status ID --json`: what the daemon shows now (task.json follows).
     func shown(_ id: String) throws -> JSONObject {
         try JSONParser.parse(try ok(["status", id, "--json"])).value.arrayValue?.first?.objectValue ?? [:]
-    }
-
-    var daemonPid: Int32? { Int32(readText(state + "/daemon.lock").split(separator: "\n").first ?? "") }
-}
-
-/// The mock agents this test started, wherever Slurm ran them (here: this host).
-func mockAgents(of taskIDs: [String]) -> [Int32] {
-    FileSystem.list("/proc").compactMap { Int32($0) }.filter { pid in
-        let environment = String(decoding: (try? FileSystem.read("/proc/\(pid)/environ")) ?? [], as: UTF8.self)
-        let command = String(decoding: (try? FileSystem.read("/proc/\(pid)/cmdline")) ?? [], as: UTF8.self)
-        // The agent itself, not the srun whose argv names it.
-        let program = command.split(separator: "\0").first.map(String.init) ?? ""
-        return program.hasSuffix("/drover-mock-agent") && taskIDs.contains { environment.contains("DROVER_TASK_ID=\($0)") } && Processes.isAlive(pid)
     }
 }
 
 /// drover's workers on the real one-node cluster (SPEC 14), `Licenses=mock:2`.
 @Suite(.serialized) struct SlurmDaemonTests {
+    static let slurm = #"{"type": "slurm"}"#
+
     /// Two daemons, six tasks each: the cluster's license holds both to two at once.
     @Test func twoDaemonsShareTheLicenseLimitOfTwo() throws {
         try SlurmCluster.require()
-        let first = try SlurmDaemon(), second = try SlurmDaemon()
-        var ids: [(SlurmDaemon, String)] = []
+        let first = try DaemonFixture(launcher: Self.slurm), second = try DaemonFixture(launcher: Self.slurm)
+        var ids: [(DaemonFixture, String)] = []
         for n in 0..<6 {
             for d in [first, second] { ids.append((d, try d.launch("@sleep 400ms\n@result task \(n)"))) }
         }
@@ -91,7 +51,7 @@ func mockAgents(of taskIDs: [String]) -> [Int32] {
 
     @Test func framesAndAFollowUpPassThroughSrunUnchanged() throws {
         try SlurmCluster.require()
-        let d = try SlurmDaemon()
+        let d = try DaemonFixture(launcher: Self.slurm)
         let id = try d.launch("@message looking\n@tool grep {\"pattern\":\"x\"}\n@await-prompt\n@result answered")
         #expect(eventually(withinMs: 20_000) { (try? d.task(id)["progress"]?.objectValue?["tool_calls"]?.intValue) == 1 })
         #expect(eventually(withinMs: 5000) { (try? d.task(id)["slurm"]?.objectValue?["state"]) == "RUNNING" }, "squeue gave its job")
@@ -109,34 +69,34 @@ func mockAgents(of taskIDs: [String]) -> [Int32] {
 
     @Test func cancellingARunningAndAHeldTaskLeavesNoJobAndNoProcess() throws {
         try SlurmCluster.require()
-        let d = try SlurmDaemon()
+        let d = try DaemonFixture(launcher: Self.slurm)
         let holders = try (0..<2).map { _ in try d.launch("@hang") }
         let held = try d.launch("@hang")
         #expect(eventually(withinMs: 20_000) { (try? d.shown(held)["slurm"]?.objectValue?["state"]) == "PENDING" }, "the third waits for a license")
         #expect(try d.shown(held)["waiting_for"] == "cluster")
         #expect(try d.ok(["status"]).contains("running (waiting for cluster)"))
-        #expect(eventually(withinMs: 20_000) { mockAgents(of: holders).count == 2 })
+        #expect(eventually(withinMs: 20_000) { SlurmCluster.mockAgents(of: holders).count == 2 })
         _ = try d.ok(["cancel", held, holders[0]])
         #expect(eventually(withinMs: 20_000) { (try? d.task(held)["status"]) == "cancelled" && (try? d.task(holders[0])["status"]) == "cancelled" })
         #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [held, holders[0]]).isEmpty }, "\(SlurmCluster.jobs(named: [held, holders[0]]))")
-        #expect(eventually(withinMs: 10_000) { mockAgents(of: [held, holders[0]]).isEmpty })
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.mockAgents(of: [held, holders[0]]).isEmpty })
         _ = try d.ok(["cancel", holders[1]])
-        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: holders).isEmpty && mockAgents(of: holders).isEmpty })
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: holders).isEmpty && SlurmCluster.mockAgents(of: holders).isEmpty })
     }
 
     @Test func aTtlEndsTheJob() throws {
         try SlurmCluster.require()
-        let d = try SlurmDaemon()
+        let d = try DaemonFixture(launcher: Self.slurm)
         let id = try d.launch("@hang", ["--ttl", "2s"])
         _ = try d.run(["wait", id, "--timeout", "60s"])
         let task = try d.task(id)
         #expect(task["status"] == "cancelled" && task["reason"] == "ttl", "\(task)")
-        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [id]).isEmpty && mockAgents(of: [id]).isEmpty })
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [id]).isEmpty && SlurmCluster.mockAgents(of: [id]).isEmpty })
     }
 
     @Test func aDaemonKilledWhileItsJobsRunHasThemCancelledAfterItsRestart() throws {
         try SlurmCluster.require()
-        let d = try SlurmDaemon()
+        let d = try DaemonFixture(launcher: Self.slurm)
         let ids = try (0..<2).map { _ in try d.launch("@hang") }
         #expect(eventually(withinMs: 20_000) { ids.allSatisfy { (try? d.task($0)["slurm"]?.objectValue?["state"]) == "RUNNING" } })
         let daemon = try #require(d.daemonPid)
@@ -148,11 +108,11 @@ func mockAgents(of taskIDs: [String]) -> [Int32] {
             #expect(shown["status"] == "error" && shown["reason"] == "lost", "\(shown)")
         }
         #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: ids).isEmpty }, "\(SlurmCluster.jobs(named: ids))")
-        #expect(eventually(withinMs: 10_000) { mockAgents(of: ids).isEmpty })
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.mockAgents(of: ids).isEmpty })
     }
 
     @Test func aMissingSrunIsASpawnErrorNamingIt() throws {
-        let d = try SlurmDaemon(launcher: #"{"type": "slurm", "srun": "/nonexistent/srun"}"#)
+        let d = try DaemonFixture(launcher: #"{"type": "slurm", "srun": "/nonexistent/srun"}"#)
         let id = try d.launch("@result never")
         _ = try d.run(["wait", id, "--timeout", "20s"])
         let task = try d.task(id)
