@@ -134,6 +134,11 @@ public struct AgentConfig: Sendable, Equatable {
     public var worktree = WorktreeSettings()
     /// Workers here or through srun on a Slurm cluster (nil: the global launcher).
     public var launcher: Launcher?
+    /// Its workers under bubblewrap (nil: no sandbox unless a task asks for one).
+    public var sandbox: SandboxSettings?
+    /// Folders a sandboxed worker of this agent writes whatever `writable` says: a real
+    /// agent CLI's own config and session folders (the built-in agents' preset).
+    public var sandboxWritable: [String] = []
 
     public init(name: String, command: [String], workerProtocol: WorkerProtocol = .framed, provider: String? = nil, model: String? = nil) {
         self.name = name
@@ -204,20 +209,22 @@ public struct DroverConfig: Sendable {
     static let realAgents: [AgentConfig] = [
         realAgent(
             "claude", provider: "anthropic", description: "Claude Code (claude -p), through drover-adapter",
-            passEnv: ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR"]),
+            passEnv: ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDE_CONFIG_DIR"],
+            sandboxWritable: ["~/.claude", "~/.claude.json", "~/.cache/claude"]),
         realAgent(
             "opencode", provider: "opencode", description: "opencode (opencode run), through drover-adapter",
             passEnv: [
                 "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENERATIVE_AI_API_KEY",
                 "OPENCODE_CONFIG", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME",
-            ]),
+            ], sandboxWritable: ["~/.config/opencode", "~/.local/share/opencode", "~/.local/state/opencode", "~/.cache/opencode"]),
         realAgent(
             "codex", provider: "openai", description: "Codex (codex exec), through drover-adapter",
-            passEnv: ["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME"]),
+            passEnv: ["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL", "CODEX_HOME"], sandboxWritable: ["~/.codex"]),
     ]
 
-    private static func realAgent(_ name: String, provider: String, description: String, passEnv: [String]) -> AgentConfig {
+    private static func realAgent(_ name: String, provider: String, description: String, passEnv: [String], sandboxWritable: [String]) -> AgentConfig {
         var agent = AgentConfig(name: name, command: ["drover-adapter", name], provider: provider, model: nil)
+        agent.sandboxWritable = sandboxWritable
         agent.description = description
         agent.passEnv = passEnv
         agent.timers.stablePolls = 0

@@ -260,6 +260,12 @@ struct ConfigReader {
                     }
                     agent.workdir = workdir
                 case "launcher": agent.launcher = try readLauncher(value, path)
+                case "sandbox":
+                    do {
+                        agent.sandbox = try SandboxSettings.read(value, path)
+                    } catch {
+                        throw fail(error.field ?? path, error.message)
+                    }
                 case "repo": agent.worktree.repo = try string(value, path)
                 case "base":
                     let base = try string(value, path)

@@ -261,7 +261,7 @@ public final class Supervisor {
         guard tasks[snapshot.id] == nil else { return }
         let agent = request.flatMap { $0.agent.flatMap { config.agents[$0] } } ?? DroverConfig.commandAgent
         let plan = TaskPlan(agent: agent, arguments: [], env: [:], cwd: workingDirectory, cwdIsPrivate: false, limits: ResourceLimits(),
-                            pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil, slurm: nil)
+                            pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil, slurm: nil, sandbox: nil)
         let lifecycle = TaskLifecycle(ended: snapshot, settings: LifecycleSettings(timers: TimerSettings().resolved, workdir: workingDirectory))
         let task = TaskDriver(supervisor: self, lifecycle: lifecycle, plan: plan, request: request)
         task.hasFolder = true
@@ -332,9 +332,12 @@ public final class Supervisor {
             id: id, sessionID: sessionID, agent: agent.name, provider: provider, model: model, key: key,
             description: request.description ?? String(request.prompt.split(separator: "\n").first ?? Substring(arguments.joined(separator: " "))),
             prompt: request.prompt, createdMs: createdMs, ttlMs: timers.taskTtl, pool: pool.id)
+        // A sandbox if the agent or the task asks for one; the task's members over the agent's.
+        let sandbox = request.sandbox.map { $0.over(agent.sandbox ?? SandboxSettings()) } ?? agent.sandbox
         if base == nil {
             snapshot.extra = request.extra
             snapshot.extra["request"] = .object(kept.json())
+            if let sandbox { snapshot.extra["sandbox"] = sandbox.json }
         }
         var env = agent.env
         for (name, value) in request.env { env[name] = value }
@@ -351,7 +354,7 @@ public final class Supervisor {
             spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after,
             usesWorktree: worktree != nil, clustered: slurm != nil)
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool,
-                            worktree: worktree, slurm: slurm)
+                            worktree: worktree, slurm: slurm, sandbox: sandbox)
         return (snapshot, settings, plan, kept)
     }
 

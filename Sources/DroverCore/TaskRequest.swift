@@ -25,6 +25,8 @@ public struct TaskRequest: Sendable, Equatable {
     public var workdir: WorkdirMode?
     /// A worktree task's settings, over the agent's.
     public var worktree = WorktreeSettings()
+    /// Run the worker under bubblewrap (its members over the agent's sandbox, if any).
+    public var sandbox: SandboxSettings?
     /// Tasks (ids) that must complete before this one starts (SPEC 13); a manifest's row
     /// names are turned into ids before the row is submitted.
     public var after: [String] = []
@@ -70,6 +72,14 @@ extension TaskRequest {
         if let base = worktree.base { object["base"] = .string(base) }
         if let commit = worktree.commit { object["commit"] = .bool(commit) }
         if let keep = worktree.keepWorktree { object["keepWorktree"] = .bool(keep) }
+        if let sandbox {
+            var members = JSONObject()
+            if let filesystem = sandbox.filesystem { members["filesystem"] = .string(filesystem.rawValue) }
+            if let network = sandbox.network { members["network"] = .string(network.rawValue) }
+            if let writable = sandbox.writable { members["writable"] = .array(writable.map { .string($0) }) }
+            if let hide = sandbox.hide { members["hide"] = .array(hide.map { .string($0) }) }
+            object["sandbox"] = .object(members)
+        }
         if !limits.isEmpty {
             var resources = JSONObject()
             for (name, value) in [("cpuSeconds", limits.cpuSeconds), ("memory", limits.memory), ("openFiles", limits.openFiles),

@@ -17,7 +17,7 @@ extension TaskRequest {
     static let timerKeys = TimerSettings.durationKeys.map(\.0) + ["stablePolls"]
     static let breakerKeys = ["maxToolCalls", "maxRepeatedToolCalls", "maxTranscriptBytes"]
     static let commonKeys = ["agent", "command", "prompt", "description", "provider", "model", "cwd", "env", "workdir", "limits", "ttl",
-                             "after", "priority"] + WorktreeSettings.keys
+                             "after", "priority", "sandbox"] + WorktreeSettings.keys
         + timerKeys + breakerKeys + ConfigReader.retryKeys + SpendLimits.keys
     /// Priorities beyond this either way are refused: a typo, not a plan.
     public static let priorityRange = -1_000_000...1_000_000
@@ -62,6 +62,7 @@ extension TaskRequest {
         request.worktree = WorktreeSettings(repo: try fields.cString("repo"), base: try fields.cString("base"),
                                             commit: try fields.bool("commit"), keepWorktree: try fields.bool("keepWorktree"))
         if request.worktree.repo == "" { throw FieldError(field: "repo", "\"repo\" must be a folder, found \"\"") }
+        if let sandbox = fields.value("sandbox") { request.sandbox = try SandboxSettings.read(sandbox, "sandbox") }
         if let base = request.worktree.base {
             try checkBase(base, source: source)
         }

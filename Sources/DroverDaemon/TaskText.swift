@@ -80,6 +80,11 @@ public enum TaskText {
         }
         if let usage = self.usage(task) { lines.append("\(pad("usage:", 13)) \(usage)") }
         if let worktree = self.worktree(task) { lines.append("\(pad("worktree:", 13)) \(worktree)") }
+        if let sandbox = task["sandbox"]?.objectValue {
+            let writable = sandbox["writable"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            lines.append("\(pad("sandbox:", 13)) filesystem \(sandbox["filesystem"]?.stringValue ?? "?"), network \(sandbox["network"]?.stringValue ?? "?")"
+                + (writable.isEmpty ? "" : ", writable \(writable.joined(separator: " "))"))
+        }
         if let slurm = task["slurm"]?.objectValue {
             lines.append("\(pad("slurm:", 13)) job \(slurm["job_id"]?.stringValue ?? "?") \(slurm["state"]?.stringValue ?? "?")")
         }

@@ -51,25 +51,27 @@ import Testing
             $0.providerConcurrency = ["mock": 4, "other": 4]
             $0.agents["elsewhere"] = AgentConfig(name: "elsewhere", command: ["drover-mock-agent"], provider: "other")
         })
-        let limited = try h.submit("@rate-limit 800ms\n@sleep 100ms\n@result went on")
+        // It runs on well past the submissions below, whenever its running report comes.
+        let limited = try h.submit("@rate-limit 800ms\n@sleep 600ms\n@result went on")
         var limitedAt: Int64?
         var waitingSeen: WaitReason?
         var later: String?
         var elsewhere: String?
-        h.onReport = { [unowned h] snapshot in
-            guard snapshot.id == limited, snapshot.status == .running, limitedAt == nil else { return }
+        h.onReport = { [weak h] snapshot in
+            guard let h, snapshot.id == limited, snapshot.status == .running, limitedAt == nil else { return }
             // Once the worker runs, its rate limit comes at once: then two more tasks.
             let timer = LoopTimer(loop: h.loop)
-            timer.start(after: 100) {
+            timer.start(after: 100) { [weak h] in
                 _ = timer
+                guard let h else { return }
                 limitedAt = Clock.wallMs()
                 later = try? h.submit("@result after the cooldown")
                 elsewhere = try? h.submit("@result at once", agent: "elsewhere")
                 // Once admitted (its task.json written) it says why it waits.
                 let look = LoopTimer(loop: h.loop)
-                look.start(after: 100) {
+                look.start(after: 100) { [weak h] in
                     _ = look
-                    waitingSeen = later.flatMap { h.supervisor.snapshot($0)?.waitingFor }
+                    waitingSeen = later.flatMap { h?.supervisor.snapshot($0)?.waitingFor }
                 }
             }
         }
@@ -80,9 +82,11 @@ import Testing
         let start = try #require(limitedAt)
         let laterStart = try #require(ended[later ?? ""]?.startedMs)
         let elsewhereStart = try #require(ended[elsewhere ?? ""]?.startedMs)
-        #expect(laterStart - start >= 500, "the cooling pool started a task \(laterStart - start) ms into an 800 ms cooldown")
-        #expect(elsewhereStart - start < 500, "another pool waited \(elsewhereStart - start) ms")
         let pools = try readLines(h.store.eventsFile).filter { $0["pool"] != nil }
+        // The cooldown counts from the rate limit, as events.jsonl recorded it.
+        let cooledFrom = try #require(pools.first?["t"]?.intValue.map { Int64($0) })
+        #expect(laterStart - cooledFrom >= 750, "the cooling pool started a task \(laterStart - cooledFrom) ms into an 800 ms cooldown")
+        #expect(elsewhereStart - start < 500, "another pool waited \(elsewhereStart - start) ms")
         #expect(pools.map { $0["status"]?.stringValue ?? "" } == ["cooldown", "cooldown_end"])
         #expect(pools.first?["pool"] == "provider:mock" && pools.first?["caused_by"]?.stringValue == limited)
     }

@@ -48,19 +48,45 @@ extension Supervisor {
             return .failure(SpawnFailure(message: "cannot start \(argv[0]): its working folder \(plan.cwd) does not exist"))
         }
         let depth = (Int(launch.environment["DROVER_DEPTH"] ?? "0") ?? 0) + 1
-        let environment = launch.childEnvironment(
-            passEnv: plan.agent.passEnv, taskEnv: plan.env,
-            taskVariables: [
-                "DROVER_TASK_ID": record.id, "DROVER_SESSION_ID": record.sessionID, "DROVER_SLOT": String(record.slot ?? 0),
-                "DROVER_DEPTH": String(depth), "DROVER_AGENT": record.agent, "DROVER_ATTEMPT": String(record.attempt),
-            ])
+        var variables = [
+            "DROVER_TASK_ID": record.id, "DROVER_SESSION_ID": record.sessionID, "DROVER_SLOT": String(record.slot ?? 0),
+            "DROVER_DEPTH": String(depth), "DROVER_AGENT": record.agent, "DROVER_ATTEMPT": String(record.attempt),
+        ]
+        // The worker's argv, then what wraps it, inside out: bwrap, drover-limits, srun.
+        var worker = [program] + argv.dropFirst()
+        if let sandbox = plan.sandbox {
+            guard let bwrap = launch.locate("bwrap") else {
+                return .failure(SpawnFailure(message: "cannot start bwrap (the task's sandbox): not found on PATH (\(launch.environment["PATH"] ?? "")); install bubblewrap"))
+            }
+            var box = SandboxLaunch(settings: sandbox, stateFolder: store.root, taskFolder: store.taskDirectory(record.id),
+                                    sessionFile: store.sessionFile(record.sessionID), workdir: plan.cwd, home: launch.environment["HOME"])
+            box.needsWritable = plan.agent.sandboxWritable.compactMap(box.expand)
+            if let repo = plan.worktree?.repo { box.needsWritable.append(repo + "/.git") }
+            if !FileSystem.exists(box.emptyFile) {
+                do {
+                    try store.folder.write("sandbox-empty", [])
+                } catch {
+                    return .failure(SpawnFailure(message: "cannot prepare the task's sandbox: \(error)"))
+                }
+            }
+            // Under the private /tmp, the top folder the worker's files come from stays visible.
+            box.programFolders = worker.filter { $0.hasPrefix("/tmp/") }.compactMap { path in
+                path.split(separator: "/").dropFirst().first.map { "/tmp/" + $0 }
+            }
+            variables["DROVER_SANDBOX"] = box.environmentValue
+            worker = box.arguments(bwrap: bwrap) + worker
+        }
+        let environment = launch.childEnvironment(passEnv: plan.agent.passEnv, taskEnv: plan.env, taskVariables: variables)
         var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: plan.cwd)
+        if plan.sandbox != nil {
+            spec.executable = worker[0]
+            spec.arguments = worker
+        }
         var cgroup: String?
         if let slurm = plan.slurm {
             guard let srun = launch.locate(slurm.srun) else {
                 return .failure(SpawnFailure(message: "cannot start \(slurm.srun) (the task's Slurm launcher): not found on PATH (\(launch.environment["PATH"] ?? ""))"))
             }
-            var worker = [program] + argv.dropFirst()
             if !plan.limits.isEmpty {
                 // Limits are set on the node, by the helper there (no cgroup of this host's).
                 guard let helper = launch.locate("drover-limits") else {
@@ -79,7 +105,7 @@ extension Supervisor {
             spec.executable = helper
             cgroup = TaskCgroups.make(taskID: record.id, limits: plan.limits)
             let joining = cgroup.map { ["--cgroup", $0] } ?? []
-            spec.arguments = ["drover-limits"] + joining + plan.limits.helperArguments + ["--", program] + argv.dropFirst()
+            spec.arguments = ["drover-limits"] + joining + plan.limits.helperArguments + ["--"] + worker
         }
         do {
             return .success(StartedWorker(child: try ChildProcess.spawn(loop: loop, spec: spec), cgroup: cgroup))

@@ -15,6 +15,8 @@ struct TaskPlan {
     let worktree: WorktreePlan?
     /// Its worker runs through srun.
     let slurm: LauncherSettings?
+    /// Its worker runs under bubblewrap.
+    let sandbox: SandboxSettings?
 }
 
 /// One task of the table: its lifecycle, and while it runs, its child. It turns what the
