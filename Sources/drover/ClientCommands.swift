@@ -58,9 +58,19 @@ struct LaunchCommand: ParsableCommand {
     var base: String?
     @Flag(name: .customLong("keep-worktree"), help: "With --worktree: keep the worktree folder after the end (the branch is always kept).") var keepWorktree = false
     @Flag(name: .customLong("no-commit"), help: "With --worktree: do not commit what the task left uncommitted.") var noCommit = false
+    @Option(help: "Run the worker under bubblewrap: workdir (all read-only but its working folder and /tmp), readonly or none (the filesystem as it is); credentials and other tasks' files are hidden either way.")
+    var sandbox: String?
+    @Option(help: "With --sandbox: none (loopback only) or host (default).") var network: String?
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
+        if let sandbox, SandboxSettings.Filesystem(rawValue: sandbox) == nil {
+            throw ValidationError("--sandbox \(sandbox): expected workdir, readonly or none")
+        }
+        if let network {
+            guard sandbox != nil else { throw ValidationError("--network needs --sandbox") }
+            guard SandboxSettings.Network(rawValue: network) != nil else { throw ValidationError("--network \(network): expected none or host") }
+        }
         if !worktree {
             let given = [("--repo", repo != nil), ("--base", base != nil), ("--keep-worktree", keepWorktree), ("--no-commit", noCommit)]
             if let flag = given.first(where: { $0.1 }) { throw ValidationError("\(flag.0) needs --worktree") }
@@ -105,6 +115,9 @@ struct LaunchCommand: ParsableCommand {
             task.worktree = WorktreeSettings(repo: repo.map(FileSystem.absolute), base: base, commit: noCommit ? false : nil,
                                              keepWorktree: keepWorktree ? true : nil)
             if let dependency = task.worktree.baseTask, !task.after.contains(dependency) { task.after.append(dependency) }
+        }
+        if let sandbox {
+            task.sandbox = SandboxSettings(filesystem: SandboxSettings.Filesystem(rawValue: sandbox), network: network.flatMap(SandboxSettings.Network.init))
         }
         for entry in env {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -184,7 +184,7 @@ final class TaskDriver {
             started.child.onExit = { [weak self] status, signal in
                 guard let self else { return }
                 self.supervisor.onTrace?(self.id, .exited)
-                self.feed(.exited(ExitStatus(code: Int(status), signal: signal != 0 ? signal : nil)))
+                self.feed(.exited(self.workerStatus(code: Int(status), signal: signal)))
             }
             started.child.onClosed = { [weak self] in self?.closed() }
             // Timers count from after the spawn: a ttl never ends a task before started_at + ttl.
@@ -192,6 +192,14 @@ final class TaskDriver {
             supervisor.onTrace?(id, .spawned)
             feed(.spawned(pid: started.child.pid))
         }
+    }
+
+    /// How the worker ended. bwrap exits with 128 + N when the worker inside died of
+    /// signal N: that is the signal, as it would be without the sandbox.
+    private func workerStatus(code: Int, signal: Int32) -> ExitStatus {
+        if signal != 0 { return ExitStatus(code: code, signal: signal) }
+        if plan.sandbox != nil, (129...192).contains(code) { return ExitStatus(code: code, signal: Int32(code - 128)) }
+        return ExitStatus(code: code, signal: nil)
     }
 
     // MARK: the child's output

@@ -77,12 +77,15 @@ final class DroverLink {
         return ended ? 1 : 0
     }
 
-    /// Stops listening: no more frames, heartbeats or signals.
+    /// Stops listening: no more frames, heartbeats or signals. The adapter is leaving by
+    /// itself now: the SIGTERM drover sends with its cancel frame must not kill it on the way
+    /// out (the default action, once the watchers are gone), or its exit reads as a signal.
     func close() {
         heartbeatTimer.stop()
         input?.close()
         for watcher in signalWatchers { watcher.close() }
         signalWatchers = []
+        for stop in [SIGTERM, SIGINT, SIGHUP] { signal(stop, SIG_IGN) }
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
