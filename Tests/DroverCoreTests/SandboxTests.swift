@@ -126,6 +126,45 @@ import Testing
             return command.split(separator: "\0").map(String.init) == ["sleep", marker] && Processes.isAlive(pid)
         }
     }
+    @Test func writableExtrasAndAWorktreeTaskThatCommitsInside() throws {
+        let extra = try temporaryFolder(), repo = try temporaryFolder()
+        defer { removeTree(extra); removeTree(repo) }
+        let git = try #require(Git())
+        for step in [["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "first"]] {
+            #expect(git.runNow(step, in: repo, extraEnvironment: Git.identity).succeeded)
+        }
+        let identity = Dictionary(uniqueKeysWithValues: Git.identity.map { entry -> (String, String) in
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            return (String(parts[0]), String(parts[1]))
+        })
+        let harness = try Harness(environment: identity)
+        let writer = try harness.submit(command: Self.sh("echo kept > \(extra)/note && echo ok"), Self.sandboxed(SandboxSettings(writable: [extra])))
+        let coder = try harness.submit(command: Self.sh("echo a > a.txt && git add a.txt && git commit -q -m inside && echo b > b.txt")) {
+            $0.cwd = repo
+            $0.workdir = .worktree
+            $0.sandbox = SandboxSettings()
+        }
+        let ended = harness.run(until: [writer, coder])
+        #expect(ended[writer]?.status == .completed && readText(extra + "/note") == "kept\n")
+        #expect(ended[coder]?.status == .completed, "\(String(describing: ended[coder]))")
+        let log = git.runNow(["log", "--format=%s", "main..drover/\(coder)"], in: repo).text
+        #expect(log.split(separator: "\n").count == 2 && log.hasSuffix("inside"), "its own commit, then drover's of b.txt: \(log)")
+        #expect(git.runNow(["show", "drover/\(coder):b.txt"], in: repo).text == "b")
+    }
+
+    @Test func theBuiltInAgentsMayWriteTheirOwnFolders() throws {
+        let claude = try #require(DroverConfig.builtInAgents["claude"])
+        var box = SandboxLaunch(settings: SandboxSettings(), stateFolder: "/s", taskFolder: "/s/tasks/bg_00000001",
+                                sessionFile: "/s/sessions/ses_00000001.jsonl", workdir: "/w", home: "/home/ann")
+        box.needsWritable = claude.sandboxWritable.compactMap(box.expand)
+        let argv = box.arguments(bwrap: "/usr/bin/bwrap")
+        #expect(argv.joined(separator: " ").contains("--bind-try /home/ann/.claude /home/ann/.claude"), "\(argv)")
+        // The state folder comes last: hidden, then the task's own folder read-only.
+        let tail = Array(argv.suffix(11))
+        #expect(tail.starts(with: ["--tmpfs", "/s", "--ro-bind", "/s/tasks/bg_00000001", "/s/tasks/bg_00000001"]), "\(tail)")
+        #expect(argv.last == "--" && argv.contains("--unshare-pid") && !argv.contains("--unshare-net"))
+    }
+
 }
 
 /// A TCP listener on 127.0.0.1 (outside any sandbox) that accepts in the kernel's backlog.

@@ -111,6 +111,18 @@ extension DaemonFixture {
         #expect(eventually(withinMs: 10_000) { SlurmCluster.mockAgents(of: ids).isEmpty })
     }
 
+    /// The sandbox is set up on the node, inside the job step: srun -- bwrap -- worker.
+    @Test func aSandboxedTaskThroughSrun() throws {
+        try SlurmCluster.require()
+        let d = try DaemonFixture(launcher: Self.slurm)
+        let id = try d.launch("@echo-env DROVER_SANDBOX\n@sleep 1s\n@result boxed", ["--sandbox", "workdir", "--network", "none"])
+        #expect(eventually(withinMs: 20_000) { (try? d.task(id)["slurm"]?.objectValue?["state"]) == "RUNNING" })
+        let output = try d.ok(["output", id, "--wait", "--timeout", "30s"])
+        #expect(output.contains("boxed"), "\(output)")
+        #expect(readText(d.state + "/tasks/\(id)/transcript.jsonl").contains(#"\"network\":\"none\""#))
+        #expect(eventually(withinMs: 10_000) { SlurmCluster.jobs(named: [id]).isEmpty && SlurmCluster.mockAgents(of: [id]).isEmpty })
+    }
+
     @Test func aMissingSrunIsASpawnErrorNamingIt() throws {
         let d = try DaemonFixture(launcher: #"{"type": "slurm", "srun": "/nonexistent/srun"}"#)
         let id = try d.launch("@result never")
