@@ -11,33 +11,38 @@ import Testing
     private func inject(_ prompt: String, expect expectation: Expected, agent: String = "mock", settings: String = "",
                         sourceLocation: SourceLocation = #_sourceLocation) throws
     {
-        let d = try FaultDaemon(settings: settings)
+        let d = try FaultDaemon(settings: settings, agents: SandboxedFaultTests.boxed)
         try d.start()
         let healthy = try HealthyTasks.launch(on: d, sourceLocation: sourceLocation)
         let fault = try d.launch(prompt, agent: agent, sourceLocation: sourceLocation)
         try d.waitEnded([fault], sourceLocation: sourceLocation)
+        if agent == "boxed" { #expect(try d.task(fault)["sandbox"]?.objectValue?["filesystem"] == "workdir", sourceLocation: sourceLocation) }
         try healthy.release(on: d, sourceLocation: sourceLocation)
         try FaultCheck(d, expected: [fault: expectation], healthy: healthy, sourceLocation: sourceLocation).run()
     }
 
-    @Test func crashBySignal() throws {
-        try inject("@message about to crash\n@crash", expect: .error("signal", "SIGSEGV"))
+    /// Also under bwrap (the agent "boxed"): the same end.
+    @Test(arguments: ["mock", "boxed"]) func crashBySignal(agent: String) throws {
+        try inject("@message about to crash\n@crash", expect: .error("signal", "SIGSEGV"), agent: agent)
     }
 
-    @Test func nonZeroExit() throws {
-        try inject("@message leaving\n@exit 3", expect: .error("exit_code", "exited with code 3"))
+    /// Also under bwrap (the agent "boxed"): the same end.
+    @Test(arguments: ["mock", "boxed"]) func nonZeroExit(agent: String) throws {
+        try inject("@message leaving\n@exit 3", expect: .error("exit_code", "exited with code 3"), agent: agent)
     }
 
-    @Test func exitInTheMiddleOfAFrame() throws {
-        try inject("@message before the cut\n@half-frame", expect: .error("protocol", "stream ended inside the frame"))
+    /// Also under bwrap (the agent "boxed"): the same end.
+    @Test(arguments: ["mock", "boxed"]) func exitInTheMiddleOfAFrame(agent: String) throws {
+        try inject("@message before the cut\n@half-frame", expect: .error("protocol", "stream ended inside the frame"), agent: agent)
     }
 
     @Test func stdoutClosedWhileTheProcessLivesOn() throws {
         try inject("@message closing stdout\n@close-stdout\n@sleep 30s", expect: .error("protocol", "closed its stdout"))
     }
 
-    @Test func garbageBytes() throws {
-        try inject("@message then garbage\n@garbage\n@hang", expect: .error("protocol", "not valid JSON"))
+    /// Also under bwrap (the agent "boxed"): the same end.
+    @Test(arguments: ["mock", "boxed"]) func garbageBytes(agent: String) throws {
+        try inject("@message then garbage\n@garbage\n@hang", expect: .error("protocol", "not valid JSON"), agent: agent)
     }
 
     @Test func anOversizedFrameHeader() throws {
