@@ -160,14 +160,41 @@ public struct StatusRequest: ControlCall {
     public typealias Reply = TasksReply
     public static let type = "status"
     public var ids: [String]
+    /// Filters of the whole table (SPEC 15): any of these statuses, any of these agents,
+    /// created within the last `sinceMs`, and the `limit` newest (newest first).
+    public var statuses: [TaskStatus] = []
+    public var agents: [String] = []
+    public var sinceMs: Int?
+    public var limit: Int?
 
     public init(ids: [String] = []) { self.ids = ids }
 
+    public var filters: Bool { !statuses.isEmpty || !agents.isEmpty || sinceMs != nil || limit != nil }
+
     public init(decoding members: JSONObject) throws(FieldError) {
-        ids = try FieldReader(members, known: ["ids"]).strings("ids", of: "task ids") ?? []
+        let fields = try FieldReader(members, known: ["ids", "status", "agent", "since_ms", "limit"])
+        ids = try fields.strings("ids", of: "task ids") ?? []
+        for name in try fields.strings("status", of: "task statuses") ?? [] {
+            guard let status = TaskStatus(rawValue: name) else {
+                throw FieldError(field: "status", "\"status\" holds statuses (\(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))), found \"\(name)\"")
+            }
+            statuses.append(status)
+        }
+        agents = try fields.strings("agent", of: "agent names") ?? []
+        sinceMs = try fields.milliseconds("since_ms")
+        limit = try fields.count("limit")
+        if !ids.isEmpty && filters { throw FieldError(field: "ids", "give task ids or filters, not both") }
     }
 
-    public func members() -> JSONObject { ids.isEmpty ? [:] : ["ids": .array(ids.map { .string($0) })] }
+    public func members() -> JSONObject {
+        var object = JSONObject()
+        if !ids.isEmpty { object["ids"] = .array(ids.map { .string($0) }) }
+        if !statuses.isEmpty { object["status"] = .array(statuses.map { .string($0.rawValue) }) }
+        if !agents.isEmpty { object["agent"] = .array(agents.map { .string($0) }) }
+        if let sinceMs { object["since_ms"] = .number(Double(sinceMs)) }
+        if let limit { object["limit"] = .number(Double(limit)) }
+        return object
+    }
 }
 
 /// A task with its result; with `wait`, once it has ended (or `timeout_ms` passed).

@@ -190,8 +190,15 @@ extension DaemonServer {
         }
         // Rows of ended tasks never change: they are encoded once and kept.
         var rows: [[UInt8]] = []
-        for id in knownTaskIDs {
+        let createdAfter = request.sinceMs.map { Clock.wallMs() - Int64($0) }
+        // With a limit, the newest first; else oldest first.
+        let ids = request.limit == nil ? knownTaskIDs : knownTaskIDs.reversed()
+        for id in ids {
+            if let limit = request.limit, rows.count >= limit { break }
             guard let snapshot = current(id) else { continue }
+            if !request.statuses.isEmpty && !request.statuses.contains(snapshot.status) { continue }
+            if !request.agents.isEmpty && !request.agents.contains(snapshot.agent) { continue }
+            if let createdAfter, snapshot.createdMs < createdAfter { continue }
             if let cached = endedRows[id] {
                 rows.append(cached)
                 continue

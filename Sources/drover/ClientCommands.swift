@@ -161,9 +161,30 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var client: ClientOptions
     @Argument(help: "Task ids (none: every task).") var ids: [String] = []
+    @Option(name: .customLong("status"), help: "Only tasks in this status (repeatable): pending, running, completed, error, cancelled.")
+    var statuses: [String] = []
+    @Option(name: .customLong("agent"), help: "Only tasks of this agent (repeatable).") var agents: [String] = []
+    @Option(help: "Only tasks created within this long, e.g. 10m, 2h.") var since: String?
+    @Option(help: "Only the N newest tasks, newest first.") var limit: Int?
+
+    func validate() throws {
+        for status in statuses where TaskStatus(rawValue: status) == nil {
+            throw ValidationError("--status \(status): expected one of \(TaskStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let limit, limit < 1 { throw ValidationError("--limit \(limit): expected 1 or more") }
+        _ = try parseDuration(since, flag: "--since")
+        if !ids.isEmpty && (!statuses.isEmpty || !agents.isEmpty || since != nil || limit != nil) {
+            throw ValidationError("give task ids or filters (--status, --agent, --since, --limit), not both")
+        }
+    }
 
     func run() throws {
-        let tasks = try client.call(StatusRequest(ids: ids)).tasks.map(\.json)
+        var request = StatusRequest(ids: ids)
+        request.statuses = statuses.compactMap(TaskStatus.init)
+        request.agents = agents
+        request.sinceMs = try parseDuration(since, flag: "--since")
+        request.limit = limit
+        let tasks = try client.call(request).tasks.map(\.json)
         if client.common.json {
             Terminal.out(JSONWriter.string(.array(tasks.map { .object($0) })))
         } else if ids.isEmpty {
