@@ -269,7 +269,9 @@ struct SendableHandle: @unchecked Sendable {
     let pointer: UnsafeMutableRawPointer
 }
 
+/// A warning of drover's own ("drover: " and a newline are the caller's, for the plain form).
 func writeStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
-    _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    var message = text.hasPrefix("drover: ") ? String(text.dropFirst("drover: ".count)) : text
+    if message.hasSuffix("\n") { message.removeLast() }
+    DroverLog.logger.warning("\(message)")
 }

@@ -161,8 +161,7 @@ public final class DaemonServer {
     }
 
     func writeLog(_ line: String) {
-        var bytes = Array("drover: \(line)\n".utf8)
-        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        DroverLog.logger.info("\(line)")
     }
 
     // MARK: reports

@@ -24,7 +24,9 @@ struct ServeCommand: ParsableCommand {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
         }
-        Terminal.error("drover: serving \(state.path) (pid \(getpid())); \(supervision.summary)")
+        // stderr is daemon.log when autostarted: every line from here on has its time and level.
+        DroverLog.stampLines()
+        DroverLog.logger.info("serving \(state.path) (pid \(getpid())); \(supervision.summary)")
         let status = server.run()
         if status != 0 { throw ExitCode(status) }
     }

@@ -21,6 +21,7 @@ struct Drover: ParsableCommand {
 
     static func main() {
         ProcessSetup.unblockSignals()
+        DroverLog.bootstrap()
         // A daemon that hangs up must give an error (exit 5), not kill the client.
         signal(SIGPIPE, SIG_IGN)
         do {

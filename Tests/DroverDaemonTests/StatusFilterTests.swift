@@ -31,4 +31,17 @@ import Testing
         let both = try d.run(["status", first, "--limit", "1"])
         #expect(both.status == 2 && both.stderr.contains("not both"), "\(both.stderr)")
     }
+
+    /// daemon.log: a timestamp and level on every line (SPEC 15).
+    @Test func everyDaemonLogLineHasItsTimeAndLevel() throws {
+        let d = try DaemonFixture()
+        _ = try d.ok(["status"])
+        _ = try d.ok(["shutdown"])
+        let lines = readText(d.state + "/daemon.log").split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.contains(" info drover: serving \(d.state)") }, "\(lines)")
+        for line in lines {
+            let parts = line.split(separator: " ", maxSplits: 2).map(String.init)
+            #expect(parts.count == 3 && Clock.parseRFC3339(parts[0]) != nil && ["info", "warning", "error", "notice"].contains(parts[1]), "\(line)")
+        }
+    }
 }
