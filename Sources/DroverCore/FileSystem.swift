@@ -166,6 +166,13 @@ public enum FileSystem {
         return String(path[path.index(after: slash)...])
     }
 
+    /// The path with every link resolved; nil when it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
     public static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : currentDirectory() + "/" + path
     }

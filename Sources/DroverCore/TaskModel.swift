@@ -183,6 +183,8 @@ public struct TaskSnapshot: Sendable {
     public var slot: Int?
     /// Extra members a front end wants kept (the manifest line of `drover run`, say).
     public var extra = JSONObject()
+    /// A worktree task's branch head once it ended (task.json's `worktree.head`).
+    public var worktreeHead: String? { extra["worktree"]?.objectValue?["head"]?.stringValue }
 
     public var durationMs: Int64? {
         guard let startedMs else { return nil }

@@ -145,7 +145,7 @@ extension DaemonServer {
         task.after = []
         // In a worktree it goes on from where the last task's branch ended.
         if task.workdir == .worktree, let last = current(last) {
-            let head = last.extra["worktree"]?.objectValue?["head"]?.stringValue
+            let head = last.worktreeHead
             task.worktree.base = head ?? (task.worktree.baseTask == nil ? task.worktree.base : nil)
         }
         submit(task, connection)

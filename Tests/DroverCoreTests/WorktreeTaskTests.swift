@@ -20,7 +20,7 @@ private final class TestRepository {
     deinit { removeTree(path) }
 
     @discardableResult
-    func run(_ arguments: String..., in folder: String? = nil) -> GitResult {
+    func run(_ arguments: String..., in folder: String? = nil) -> HelperResult {
         let result = git.runNow(arguments, in: folder ?? path, extraEnvironment: Git.identity)
         #expect(result.succeeded, "git \(arguments.joined(separator: " ")): \(result.message)")
         return result
@@ -140,7 +140,7 @@ extension String {
         }
         let ended = harness.run(until: [id])
         let work = harness.store.taskDirectory(id) + "/work"
-        #expect(try harness.result(id) == WorktreeRecovery.realPath(work + "/src/lib").map { $0 + "\n" } ?? "")
+        #expect(try harness.result(id) == FileSystem.realPath(work + "/src/lib").map { $0 + "\n" } ?? "")
         #expect(ended[id]?.status == .completed)
         let record = try Self.record(harness, id)
         #expect(record["path"] == .string(work) && FileSystem.isDirectory(work + "/src/lib"), "kept")

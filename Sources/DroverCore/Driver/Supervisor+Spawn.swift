@@ -11,8 +11,6 @@ extension Supervisor {
         let message: String
     }
 
-    private func lifecycleTtl(_ task: TaskDriver) -> Int { task.lifecycle.settings.timers.taskTtl }
-
     /// Builds the worker's command line and environment and starts it.
     func spawnWorker(for task: TaskDriver) -> Result<StartedWorker, SpawnFailure> {
         let record = task.record
@@ -96,7 +94,7 @@ extension Supervisor {
             }
             let license = record.provider ?? LauncherSettings.licenseName(record.key)
             spec.executable = srun
-            spec.arguments = slurm.srunArguments(taskID: record.id, license: license, ttlMs: lifecycleTtl(task), worker: worker)
+            spec.arguments = slurm.srunArguments(taskID: record.id, license: license, ttlMs: task.lifecycle.settings.timers.taskTtl, worker: worker)
         } else if !plan.limits.isEmpty {
             // Limits are set between fork and exec by a helper that then becomes the worker.
             guard let helper = launch.locate("drover-limits") else {

@@ -42,31 +42,15 @@ public enum WorktreeRecovery {
     /// The repository's top folder, when git registered `path` as one of its worktrees.
     static func registeredRepository(of path: String) -> String? {
         guard let pointer = try? FileSystem.read(path + "/.git") else { return nil }
-        let text = String(decoding: pointer, as: UTF8.self).trimming("\n")
+        let text = String(decoding: pointer, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
         guard text.hasPrefix("gitdir: ") else { return nil }
         let admin = String(text.dropFirst("gitdir: ".count))
         guard let back = try? FileSystem.read(admin + "/gitdir"),
-              let pointed = realPath(String(decoding: back, as: UTF8.self).trimming("\n")),
-              let ours = realPath(path + "/.git"), pointed == ours else { return nil }
+              let pointed = String(decoding: back, as: UTF8.self).split(separator: "\n").first.flatMap({ FileSystem.realPath(String($0)) }),
+              let ours = FileSystem.realPath(path + "/.git"), pointed == ours else { return nil }
         // The admin folder is <repository>/.git/worktrees/<name>.
         let common = FileSystem.dirname(of: FileSystem.dirname(of: admin))
         guard FileSystem.basename(of: FileSystem.dirname(of: admin)) == "worktrees", FileSystem.basename(of: common) == ".git" else { return nil }
         return FileSystem.dirname(of: common)
-    }
-
-    static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
-}
-
-extension String {
-    /// Without `character` at either end.
-    func trimming(_ character: Character) -> String {
-        var text = Substring(self)
-        while text.first == character { text.removeFirst() }
-        while text.last == character { text.removeLast() }
-        return String(text)
     }
 }

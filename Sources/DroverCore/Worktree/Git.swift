@@ -1,7 +1,7 @@
 import Glibc
 
 /// What one helper program (git, squeue, scancel) did.
-public struct GitResult: Sendable {
+public struct HelperResult: Sendable {
     public var status: Int
     public var output: [UInt8]
     public var errors: String
@@ -39,7 +39,7 @@ public struct HelperProgram: Sendable {
 
     /// Starts `PROGRAM ARGS` in `directory` on `loop`; `then` runs on the loop once it has ended.
     public func run(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = [], loop: EventLoop,
-                    then: @escaping (GitResult) -> Void)
+                    then: @escaping (HelperResult) -> Void)
     {
         let spec = SpawnSpec(executable: program, arguments: [FileSystem.basename(of: program)] + arguments,
                              environment: environment + extraEnvironment, workingDirectory: directory)
@@ -47,7 +47,7 @@ public struct HelperProgram: Sendable {
         do {
             child = try ChildProcess.spawn(loop: loop, spec: spec)
         } catch {
-            return then(GitResult(status: 127, output: [], errors: error.description))
+            return then(HelperResult(status: 127, output: [], errors: error.description))
         }
         child.closeStdin()
         var output: [UInt8] = []
@@ -56,13 +56,13 @@ public struct HelperProgram: Sendable {
         child.onStdout = { output.append(contentsOf: $0) }
         child.onStderr = { errors.append(contentsOf: $0) }
         child.onExit = { code, signal in status = signal != 0 ? 128 + Int(signal) : Int(code) }
-        child.onClosed = { then(GitResult(status: status, output: output, errors: String(decoding: errors, as: UTF8.self))) }
+        child.onClosed = { then(HelperResult(status: status, output: output, errors: String(decoding: errors, as: UTF8.self))) }
     }
 
     /// Runs `PROGRAM ARGS` in `directory` and waits for it.
-    public func runNow(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = []) -> GitResult {
+    public func runNow(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = []) -> HelperResult {
         let loop = EventLoop()
-        var result = GitResult(status: -1, output: [], errors: "\(program) did not finish")
+        var result = HelperResult(status: -1, output: [], errors: "\(program) did not finish")
         run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop) { result = $0 }
         loop.run()
         return result
@@ -89,12 +89,12 @@ public struct Git: Sendable {
     static let notFound = "git not found on PATH"
 
     public func run(_ arguments: [String], in directory: String, extraEnvironment: [String] = [], loop: EventLoop,
-                    then: @escaping (GitResult) -> Void)
+                    then: @escaping (HelperResult) -> Void)
     {
         helper.run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop, then: then)
     }
 
-    public func runNow(_ arguments: [String], in directory: String, extraEnvironment: [String] = []) -> GitResult {
+    public func runNow(_ arguments: [String], in directory: String, extraEnvironment: [String] = []) -> HelperResult {
         helper.runNow(arguments, in: directory, extraEnvironment: extraEnvironment)
     }
 }

@@ -411,9 +411,5 @@ public struct WorktreeChange {
     }
 
     /// The path with links resolved (itself when that fails).
-    static func resolved(_ path: String) -> String {
-        guard let real = realpath(path, nil) else { return path }
-        defer { free(real) }
-        return String(cString: real)
-    }
+    static func resolved(_ path: String) -> String { FileSystem.realPath(path) ?? path }
 }

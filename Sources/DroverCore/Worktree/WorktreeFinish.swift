@@ -1,7 +1,7 @@
 import DroverWire
 
 /// One git command, run on a loop or at once; `then` gets what it did.
-typealias GitStep = (_ arguments: [String], _ directory: String, _ environment: [String], _ then: @escaping (GitResult) -> Void) -> Void
+typealias GitStep = (_ arguments: [String], _ directory: String, _ environment: [String], _ then: @escaping (HelperResult) -> Void) -> Void
 
 /// The end of a worktree task (SPEC 13): what the worker left uncommitted is committed on
 /// its branch, changes.diff is written from the base to the branch's head, and the folder
