@@ -5,7 +5,9 @@ import DroverWire
 public final class CompletionHook {
     private let loop: EventLoop
     private let launch: WorkerLaunch
-    private let arguments: [String]
+    /// A reload may change them (none: the hook runs nothing); children already started
+    /// are still reaped by this object.
+    public var arguments: [String]
     private var running: [Int32: ChildProcess] = [:]
 
     public init(loop: EventLoop, launch: WorkerLaunch, arguments: [String]) {
@@ -21,6 +23,7 @@ public final class CompletionHook {
             "result_path": task.resultPath ?? "", "description": task.description,
         ]
         let argv = arguments.map { Template.expand($0, values) }
+        guard !argv.isEmpty else { return }
         guard let program = launch.locate(argv[0]) else {
             writeStandardError("drover: onComplete: cannot find \(argv[0])\n")
             return

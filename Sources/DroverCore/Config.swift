@@ -182,6 +182,20 @@ public struct DroverConfig: Sendable {
     public var agents: [String: AgentConfig]
     /// The file it came from, if any.
     public var source: String?
+    /// A digest of that file's bytes as they were loaded (ConfigIdentity.digest).
+    public var digest: String?
+
+    /// The file and what it held, to compare with the config a client names.
+    public var identity: ConfigIdentity { ConfigIdentity(path: source.map(FileSystem.absolute), digest: digest) }
+
+    /// A pool's limit under this config, for a pool made under an earlier one (a reload):
+    /// the rule its name says it came from, else the default.
+    public func limit(ofPool id: String) -> Int {
+        let fallback = defaultConcurrency ?? 5
+        if id.hasPrefix("model:") { return modelConcurrency[String(id.dropFirst(6))] ?? fallback }
+        if id.hasPrefix("provider:") { return providerConcurrency[String(id.dropFirst(9))] ?? fallback }
+        return fallback
+    }
     /// Things worth telling the user that are not errors (ignored keys of oh-my-opencode.json).
     public var warnings: [String] = []
 

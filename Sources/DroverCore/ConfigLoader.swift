@@ -20,13 +20,8 @@ public enum ConfigLoader {
     /// Lookup order: `--config`, `$DROVER_CONFIG`, `$XDG_CONFIG_HOME/drover/config.jsonc`
     /// (`~/.config` when unset); with none, the built-in defaults.
     public static func load(explicitPath: String?, environment: [String: String]) throws(ConfigError) -> DroverConfig {
-        if let explicitPath { return try load(file: explicitPath) }
-        if let fromEnv = environment["DROVER_CONFIG"], !fromEnv.isEmpty { return try load(file: fromEnv) }
-        let configHome = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (environment["HOME"].map { $0 + "/.config" } ?? ".config")
-        let defaultPath = configHome + "/drover/config.jsonc"
-        if FileSystem.exists(defaultPath) { return try load(file: defaultPath) }
-        return DroverConfig()
+        guard let path = ConfigIdentity.locate(explicitPath: explicitPath, environment: environment) else { return DroverConfig() }
+        return try load(file: path)
     }
 
     public static func load(file: String) throws(ConfigError) -> DroverConfig {
@@ -55,6 +50,7 @@ public enum ConfigLoader {
         var reader = ConfigReader(file: file, lines: parsed.lines, lenient: isOhMyOpencode(file))
         var config = DroverConfig()
         config.source = file
+        config.digest = ConfigIdentity.digest(bytes)
         guard case .object(let root) = parsed.value else {
             throw ConfigError(file: file, line: 1, keyPath: nil, message: "expected an object at the top level, found \(parsed.value.typeName)")
         }

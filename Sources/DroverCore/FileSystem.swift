@@ -173,6 +173,13 @@ public enum FileSystem {
         return String(cString: resolved)
     }
 
+    /// When the file was last written (unix ms); nil when it cannot be read.
+    public static func modifiedMs(_ path: String) -> Int64? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return Int64(info.st_mtim.tv_sec) * 1000 + Int64(info.st_mtim.tv_nsec) / 1_000_000
+    }
+
     public static func absolute(_ path: String) -> String {
         path.hasPrefix("/") ? path : currentDirectory() + "/" + path
     }

@@ -76,8 +76,8 @@ public final class SlotPools {
         }
     }
 
-    public let globalLimit: Int
-    public let adaptive: Bool
+    public private(set) var globalLimit: Int
+    public private(set) var adaptive: Bool
     private var pools: [String: Pool] = [:]
     private var globalRunning = 0
     private var nextSequence: Int64 = 0
@@ -134,6 +134,21 @@ public final class SlotPools {
         pool.giveBack(grant.slot)
         globalRunning -= 1
         return grantWaiters(preferring: pool)
+    }
+
+    /// New limits from a reloaded config: each pool's from `limitOf(id)`, and the global
+    /// cap. Running tasks keep their slots (a pool above its new limit grants nothing until
+    /// it is below); the waiters that now hold a slot are returned.
+    public func relimit(global: Int, adaptive: Bool, _ limitOf: (String) -> Int) -> [SlotGrant] {
+        globalLimit = global
+        self.adaptive = adaptive
+        for pool in pools.values {
+            pool.limit = limitOf(pool.id)
+            if let effective = pool.effective, !adaptive || (pool.limit != 0 && effective >= pool.limit) { pool.effective = nil }
+        }
+        var grants: [SlotGrant] = []
+        for pool in pools.values.sorted(by: { $0.id < $1.id }) { grants += grantWaiters(preferring: pool) }
+        return grants
     }
 
     /// Removes a waiting task (cancelled while pending). False if it was not waiting.

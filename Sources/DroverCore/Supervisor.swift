@@ -24,7 +24,7 @@ public struct PersistencePolicy: Sendable {
 /// lifecycle → effects → store → reports.
 public final class Supervisor {
     public let loop: EventLoop
-    public let config: DroverConfig
+    public internal(set) var config: DroverConfig
     public let store: ResultStore
     public let launch: WorkerLaunch
     public let policy: PersistencePolicy
@@ -89,7 +89,7 @@ public final class Supervisor {
     var cooldownTimers: [String: LoopTimer] = [:]
 
     /// Spending against the config's budgets (SPEC 12), rebuilt from usage.jsonl.
-    public let budgets: Budgets
+    public internal(set) var budgets: Budgets
     /// Tasks whose budget has no room now, in the order they were held back.
     var budgetWaiters: [TaskDriver] = []
     lazy var budgetTimer = LoopTimer(loop: loop)
@@ -354,7 +354,8 @@ public final class Supervisor {
             spendLimits: request.spendLimits.over(agent.spendLimits.over(config.spendLimits)), dependencies: request.after,
             usesWorktree: worktree != nil, clustered: slurm != nil)
         let plan = TaskPlan(agent: agent, arguments: arguments, env: env, cwd: cwd, cwdIsPrivate: privateFolder, limits: limits, pool: pool,
-                            worktree: worktree, slurm: slurm, sandbox: sandbox)
+                            worktree: worktree, slurm: slurm, sandbox: sandbox,
+                            clientPassEnv: request.clientEnvironment.filter { agent.passEnv.contains($0.key) })
         return (snapshot, settings, plan, kept)
     }
 

@@ -37,6 +37,9 @@ public struct TaskRequest: Sendable, Equatable {
     public var resume = false
     /// Members copied into task.json as they are (front ends' bookkeeping).
     public var extra = JSONObject()
+    /// Values the launching client had for passEnv names; they win over the supervisor's
+    /// and are never written anywhere (not part of `json()`).
+    public var clientEnvironment: [String: String] = [:]
 
     public init(agent: String, prompt: String, description: String? = nil) {
         self.agent = agent

@@ -33,15 +33,16 @@ public struct WorkerLaunch: Sendable {
         arguments.contains { $0.contains("{prompt}") || $0.contains("{prompt_file}") }
     }
 
-    /// PATH, HOME, LANG, TERM and DROVER_* from the supervisor, the agent's `passEnv` names,
-    /// then the task's `env` (the agent's merged with the task's own), then drover's
-    /// per-task variables.
-    public func childEnvironment(passEnv: [String], taskEnv: [String: String], taskVariables: [String: String]) -> [String] {
+    /// PATH, HOME, LANG, TERM and DROVER_* from the supervisor, the agent's `passEnv` names
+    /// (the launching client's value over the supervisor's), then the task's `env` (the
+    /// agent's merged with the task's own), then drover's per-task variables.
+    public func childEnvironment(passEnv: [String], clientValues: [String: String] = [:], taskEnv: [String: String],
+                                 taskVariables: [String: String]) -> [String] {
         var env: [String: String] = [:]
         for (name, value) in environment where ["PATH", "HOME", "LANG", "TERM"].contains(name) || name.hasPrefix("DROVER_") {
             env[name] = value
         }
-        for name in passEnv { env[name] = environment[name] }
+        for name in passEnv { env[name] = clientValues[name] ?? environment[name] }
         for (name, value) in taskEnv { env[name] = value }
         for (name, value) in taskVariables { env[name] = value }
         return env.map { "\($0.key)=\($0.value)" }.sorted()

@@ -30,7 +30,10 @@ public final class ControlClient {
 
     /// Connects to the folder's daemon, starting one (`drover serve` in the background,
     /// logging to daemon.log) when none answers and `autostart` allows it.
-    public static func connect(state: StateFolder, autostart: Bool, serveArguments: [String] = []) throws(ClientError) -> ControlClient {
+    /// `beforeStarting` runs before a daemon is started, to refuse at once what would make it
+    /// fail (a config that does not load).
+    public static func connect(state: StateFolder, autostart: Bool, serveArguments: [String] = [],
+                               beforeStarting: () throws(ClientError) -> Void = {}) throws(ClientError) -> ControlClient {
         let first = drover_connect_unix(state.socket)
         if first >= 0 { return try verified(first, state) }
         let reason = errno
@@ -40,6 +43,7 @@ public final class ControlClient {
         guard autostart else {
             throw ClientError(message: "no drover daemon answers at \(state.socket) (start one with `drover serve`, or leave out --no-autostart)", exitCode: 5)
         }
+        try beforeStarting()
         try startDaemon(state: state, extraArguments: serveArguments)
         // Wait for it to listen: up to 5 s, checking often at first.
         var delayUs: UInt32 = 2000

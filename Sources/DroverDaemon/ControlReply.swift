@@ -319,6 +319,25 @@ public struct ShutdownReply: ControlReply {
     public func frame() -> JSONObject { ["type": "ok", "message": .string(message)] }
 }
 
+/// `reload`: the config the daemon runs with now (nil: the built-in defaults).
+public struct ReloadReply: ControlReply {
+    public var config: String?
+
+    public init(config: String?) { self.config = config }
+
+    public init(frame: JSONObject) throws(FieldError) {
+        let fields = FieldReader(lenient: frame)
+        _ = try fields.frameType("ok")
+        config = try fields.string("config")
+    }
+
+    public func frame() -> JSONObject {
+        var frame: JSONObject = ["type": "ok"]
+        if let config { frame["config"] = .string(config) }
+        return frame
+    }
+}
+
 // MARK: streams
 
 /// How far a `wait` has come.

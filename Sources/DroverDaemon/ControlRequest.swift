@@ -17,6 +17,7 @@ public enum ControlRequest: Sendable {
     case ping(PingRequest)
     case stats(StatsRequest)
     case restart(RestartRequest)
+    case reload(ReloadRequest)
 
     static let types = [
         LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
@@ -52,6 +53,7 @@ public enum ControlRequest: Sendable {
         case PingRequest.type: .ping(try PingRequest(decoding: members))
         case StatsRequest.type: .stats(try StatsRequest(decoding: members))
         case RestartRequest.type: .restart(try RestartRequest(decoding: members))
+        case ReloadRequest.type: .reload(try ReloadRequest(decoding: members))
         default: nil
         }
     }
@@ -71,6 +73,7 @@ public enum ControlRequest: Sendable {
         case .shutdown(let call): call.json()
         case .ping(let call): call.json()
         case .stats(let call): call.json()
+        case .reload(let call): call.json()
         }
     }
 }
@@ -137,11 +140,16 @@ public struct LaunchRequest: ControlCall {
     public typealias Reply = LaunchReply
     public static let type = "launch"
     public var task: TaskRequest
+    public var client = ClientContext()
 
-    public init(task: TaskRequest) { self.task = task }
+    public init(task: TaskRequest, client: ClientContext = ClientContext()) {
+        self.task = task
+        self.client = client
+    }
 
     public init(decoding members: JSONObject) throws(FieldError) {
-        task = try TaskRequest.decode(members, from: .launch)
+        client = try ClientContext(FieldReader(lenient: members))
+        task = try TaskRequest.decode(ClientContext.strip(members), from: .launch)
         task.resume = task.sessionID != nil
     }
 
@@ -151,6 +159,7 @@ public struct LaunchRequest: ControlCall {
         object["prompt"] = .string(task.prompt)
         if let description = task.description { object["description"] = .string(description) }
         if let session = task.sessionID { object["session"] = .string(session) }
+        client.add(to: &object)
         return object
     }
 }
@@ -253,24 +262,28 @@ public struct ContinueRequest: ControlCall {
     public var session: String
     public var prompt: String
     public var description: String?
+    public var client = ClientContext()
 
-    public init(session: String, prompt: String, description: String? = nil) {
+    public init(session: String, prompt: String, description: String? = nil, client: ClientContext = ClientContext()) {
         self.session = session
         self.prompt = prompt
         self.description = description
+        self.client = client
     }
 
     public init(decoding members: JSONObject) throws(FieldError) {
-        let fields = try FieldReader(members, known: ["session", "prompt", "description"])
+        let fields = try FieldReader(members, known: ["session", "prompt", "description"] + ClientContext.keys)
         session = try fields.required("session", fields.string)
         prompt = try fields.required("prompt", fields.string)
         guard !prompt.isEmpty else { throw FieldError(field: "prompt", "\"prompt\" must not be empty") }
         description = try fields.string("description")
+        client = try ClientContext(fields)
     }
 
     public func members() -> JSONObject {
         var object: JSONObject = ["session": .string(session), "prompt": .string(prompt)]
         if let description { object["description"] = .string(description) }
+        client.add(to: &object)
         return object
     }
 }
@@ -282,21 +295,25 @@ public struct RestartRequest: ControlCall {
     public static let type = "restart"
     public var id: String
     public var newSession: Bool
+    public var client = ClientContext()
 
-    public init(id: String, newSession: Bool = false) {
+    public init(id: String, newSession: Bool = false, client: ClientContext = ClientContext()) {
         self.id = id
         self.newSession = newSession
+        self.client = client
     }
 
     public init(decoding members: JSONObject) throws(FieldError) {
-        let fields = try FieldReader(members, known: ["id", "new_session"])
+        let fields = try FieldReader(members, known: ["id", "new_session"] + ClientContext.keys)
         id = try fields.required("id", fields.string)
         newSession = try fields.bool("new_session") ?? false
+        client = try ClientContext(fields)
     }
 
     public func members() -> JSONObject {
         var object: JSONObject = ["id": .string(id)]
         if newSession { object["new_session"] = true }
+        client.add(to: &object)
         return object
     }
 }
@@ -385,4 +402,23 @@ public struct StatsRequest: ControlCall {
     public init() {}
     public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
     public func members() -> JSONObject { [:] }
+}
+
+/// Load a config: the file named (absolute), or with none the daemon's own file again.
+/// Running tasks keep what they started with; a config that does not load is refused and
+/// the old one kept.
+public struct ReloadRequest: ControlCall {
+    public typealias Reply = ReloadReply
+    public static let type = "reload"
+    public var config: String?
+
+    public init(config: String? = nil) { self.config = config }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["config"])
+        config = try fields.cString("config")
+        if let config, !config.hasPrefix("/") { throw FieldError(field: "config", "\"config\" must be an absolute path, found \"\(config)\"") }
+    }
+
+    public func members() -> JSONObject { config.map { ["config": .string($0)] } ?? [:] }
 }

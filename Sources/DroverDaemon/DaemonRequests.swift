@@ -21,6 +21,7 @@ extension DaemonServer {
         case .shutdown: shutdown(replyTo: connection)
         case .stats: stats(connection)
         case .restart(let request): restart(request, connection)
+        case .reload(let request): reload(request, connection)
         }
     }
 
@@ -92,15 +93,27 @@ extension DaemonServer {
 
     // MARK: launch and continue
 
+    /// A client that names another config than the daemon runs with (or the same file,
+    /// changed since) is refused with the way out, rather than served by the wrong one.
+    private func refusesConfig(of client: ClientContext, _ connection: ControlConnection) -> Bool {
+        guard let named = client.config, let problem = supervisor.config.identity.mismatch(with: named) else { return false }
+        let flag = named.path.map { " --config \($0)" } ?? ""
+        fail(connection, 2, "\(problem). Run `drover reload\(flag)` to make the daemon (\(state.path)) load it; its running tasks keep their settings")
+        return true
+    }
+
     private func launch(_ request: LaunchRequest, _ connection: ControlConnection) {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
+        if refusesConfig(of: request.client, connection) { return }
         if let session = request.task.sessionID, taskIDs(inSession: session) == nil {
             return fail(connection, 6, "no such session: \(session)")
         }
-        submit(request.task, connection)
+        submit(request.task, client: request.client, connection)
     }
 
-    private func submit(_ task: TaskRequest, _ connection: ControlConnection) {
+    private func submit(_ request: TaskRequest, client: ClientContext, _ connection: ControlConnection) {
+        var task = request
+        task.clientEnvironment = client.passEnv
         // Acknowledged only once task.json is on disk: nothing acknowledged is ever lost. A
         // task that could not be written is not acknowledged, and never runs either.
         var launched: TaskSnapshot?
@@ -118,6 +131,7 @@ extension DaemonServer {
 
     private func continueSession(_ request: ContinueRequest, _ connection: ControlConnection) {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
+        if refusesConfig(of: request.client, connection) { return }
         let session = request.session
         guard let taskIDs = taskIDs(inSession: session) else {
             if TaskIdentifiers.isTaskID(session) { return fail(connection, 6, "\(session) is a task id; give its session id (ses_...)") }
@@ -148,11 +162,12 @@ extension DaemonServer {
             let head = last.worktreeHead
             task.worktree.base = head ?? (task.worktree.baseTask == nil ? task.worktree.base : nil)
         }
-        submit(task, connection)
+        submit(task, client: request.client, connection)
     }
 
     private func restart(_ request: RestartRequest, _ connection: ControlConnection) {
         guard !shuttingDown else { return fail(connection, 5, "the daemon is shutting down") }
+        if refusesConfig(of: request.client, connection) { return }
         if let problem = unknownTask([request.id]) { return fail(connection, 6, problem) }
         guard let snapshot = current(request.id), snapshot.status.isTerminal else {
             return fail(connection, 2, "task \(request.id) has not ended: cancel it first, or wait for it")
@@ -167,7 +182,14 @@ extension DaemonServer {
             task.sessionID = snapshot.sessionID
         }
         task.extra["restart_of"] = .string(request.id)
-        submit(task, connection)
+        submit(task, client: request.client, connection)
+    }
+
+    private func reload(_ request: ReloadRequest, _ connection: ControlConnection) {
+        switch reloadConfig(from: request.config) {
+        case .success(let config): reply(connection, ReloadReply(config: config.source))
+        case .failure(let error): fail(connection, 2, "reload: \(error.description); the daemon keeps \(supervisor.config.source ?? "the built-in defaults")")
+        }
     }
 
     // MARK: queries

@@ -35,11 +35,12 @@ public final class DaemonServer {
     let loop: EventLoop
     let store: ResultStore
     let supervisor: Supervisor
-    let config: DroverConfig
+    /// The config in force: the one it started with, until a reload.
+    var config: DroverConfig
     private let lock: DaemonLock
     private let listener: UnsafeMutablePointer<uv_pipe_t>
     private var signals: [LoopSignal] = []
-    private var hook: CompletionHook?
+    var hook: CompletionHook?
 
     /// Open descriptors once up, before the first task (for `stats`).
     private(set) var baselineDescriptors = 0
@@ -97,6 +98,8 @@ public final class DaemonServer {
         for signal in [SIGTERM, SIGINT] {
             signals.append(LoopSignal(loop: loop, signal: signal) { [unowned self] in self.shutdown(replyTo: nil) })
         }
+        // SIGHUP: read the daemon's own config file again.
+        signals.append(LoopSignal(loop: loop, signal: SIGHUP) { [unowned self] in _ = self.reloadConfig(from: nil) })
         // Listing /proc/self/fd opens one more descriptor, which is not counted.
         baselineDescriptors = FileSystem.list("/proc/self/fd").count - 1
     }
@@ -153,6 +156,10 @@ public final class DaemonServer {
         for (snapshot, request) in Self.dependenciesFirst(found.pending) {
             do {
                 try supervisor.restore(pending: snapshot, request: request)
+                // The launching client's passEnv values were never written down.
+                if let names = request.agent.flatMap({ config.agents[$0]?.passEnv }), !names.isEmpty {
+                    writeLog("recovery: \(snapshot.id) is pending again; its passEnv (\(names.joined(separator: ", "))) comes from this daemon's environment, not its launching client's")
+                }
             } catch {
                 let lost = FolderRecovery.recordLost(snapshot, in: store, message: "could not be queued again after a restart: \(error)")
                 supervisor.adopt(ended: lost, request: request)

@@ -11,6 +11,9 @@ import Synchronization
 public final class DelegationServer: Sendable {
     private let gateway: DaemonGateway
     private let agents: [AgentConfig]
+    /// The config this server was told to use (else the lookup order's), named to the
+    /// daemon with each task it starts.
+    private let configFile: String?
     private let server: Server
     private let watcher: CompletionWatcher
     private let inbox = EndingInbox()
@@ -19,9 +22,10 @@ public final class DelegationServer: Sendable {
     private let callsInFlight = Mutex(0)
     private static let drainLimitMs = 10_000
 
-    public init(gateway: DaemonGateway, agents: [AgentConfig], version: String) {
+    public init(gateway: DaemonGateway, agents: [AgentConfig], version: String, configFile: String? = nil) {
         self.gateway = gateway
         self.agents = agents
+        self.configFile = configFile
         let server = Server(
             name: "drover", version: version,
             instructions: DelegationTools.instructions,
@@ -128,8 +132,11 @@ public final class DelegationServer: Sendable {
         }
         if background { try await watcher.ensureFollowing() }
         let answer: LaunchReply
+        // The passEnv values of the user's agent, whose environment started this server.
+        let client = ClientContext.current(configFile: configFile, environment: ProcessEnvironment.current(),
+                                           agents: agent.map { name in agents.filter { $0.name == name } } ?? agents)
         if let session {
-            answer = try await gateway.call(ContinueRequest(session: session, prompt: prompt, description: description))
+            answer = try await gateway.call(ContinueRequest(session: session, prompt: prompt, description: description, client: client))
         } else {
             var task = TaskRequest(agent: agent!, prompt: prompt, description: description)
             task.provider = try arguments.string("provider")
@@ -140,7 +147,7 @@ public final class DelegationServer: Sendable {
             }
             task.priority = try arguments.integer("priority", in: TaskRequest.priorityRange) ?? 0
             try Self.readWorktree(arguments, into: &task)
-            answer = try await gateway.call(LaunchRequest(task: task))
+            answer = try await gateway.call(LaunchRequest(task: task, client: client))
         }
         let taskID = answer.taskID
         let sessionID = answer.sessionID

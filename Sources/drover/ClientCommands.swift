@@ -63,6 +63,11 @@ struct LaunchCommand: ParsableCommand {
     @Option(help: "Run the worker under bubblewrap: workdir (all read-only but its working folder and /tmp), readonly or none (the filesystem as it is); credentials and other tasks' files are hidden either way.")
     var sandbox: String?
     @Option(help: "With --sandbox: none (loopback only) or host (default).") var network: String?
+    @Option(name: .customLong("set"),
+            help: "NAME=VALUE: any per-task setting by its config name, e.g. staleTimeout=5m, maxToolCalls=40, retries=2, maxCostUsd=0.5 (repeatable; VALUE is JSON, or else a string).")
+    var settings: [String] = []
+    @Option(name: .customLong("limit"), help: "NAME=VALUE: a resource limit of the worker: cpuSeconds, memory (e.g. 2G), openFiles, processes, fileSize (repeatable).")
+    var resourceLimits: [String] = []
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func validate() throws {
@@ -88,6 +93,44 @@ struct LaunchCommand: ParsableCommand {
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         _ = try parseDuration(ttl, flag: "--ttl")
         for entry in env where !entry.contains("=") { throw ValidationError("--env \(entry): expected NAME=value") }
+        for entry in settings where !entry.contains("=") { throw ValidationError("--set \(entry): expected NAME=VALUE") }
+        for entry in resourceLimits where !entry.contains("=") { throw ValidationError("--limit \(entry): expected NAME=VALUE") }
+    }
+
+    /// The request with --set and --limit applied, read back through the one reader of
+    /// task requests, so a setting is checked here exactly as in a manifest row.
+    func applyingSettings(to task: TaskRequest) throws -> TaskRequest {
+        guard !settings.isEmpty || !resourceLimits.isEmpty else { return task }
+        var object = LaunchRequest(task: task).members()
+        for entry in settings {
+            let (name, value) = Self.setting(entry)
+            if name == "limits" || object[name] != nil {
+                throw ValidationError("--set \(name): \(name == "limits" ? "use --limit NAME=VALUE" : "already given by its own flag")")
+            }
+            object[name] = value
+        }
+        var limits = object["limits"]?.objectValue ?? JSONObject()
+        for entry in resourceLimits {
+            let (name, value) = Self.setting(entry)
+            guard limits[name] == nil else { throw ValidationError("--limit \(name): given twice") }
+            limits[name] = value
+        }
+        if !limits.isEmpty { object["limits"] = .object(limits) }
+        do {
+            return try TaskRequest.decode(object, from: .launch)
+        } catch {
+            let flag = (error.field ?? "").hasPrefix("limits") ? "--limit" : "--set"
+            Terminal.error("drover: \(flag): \(error.message)")
+            throw ExitCode(2)
+        }
+    }
+
+    /// NAME=VALUE, the value as JSON when it reads as JSON (40, true, ["crash"]), else as text.
+    static func setting(_ entry: String) -> (String, JSONValue) {
+        let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        let text = parts.count > 1 ? String(parts[1]) : ""
+        let value = (try? JSONParser.parse(text).value) ?? .string(text)
+        return (String(parts[0]), value)
     }
 
     func run() throws {
@@ -125,7 +168,8 @@ struct LaunchCommand: ParsableCommand {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             task.env[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
-        let answer = try client.call(LaunchRequest(task: task))
+        task = try applyingSettings(to: task)
+        let answer = try client.call(LaunchRequest(task: task, client: client.context(agent: task.agent)))
         if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
             Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))
@@ -148,7 +192,7 @@ struct RestartCommand: ParsableCommand {
     @Flag(help: "Wait for the new task and print its result.") var wait = false
 
     func run() throws {
-        let answer = try client.call(RestartRequest(id: id, newSession: newSession))
+        let answer = try client.call(RestartRequest(id: id, newSession: newSession, client: client.context(agent: nil)))
         if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
             Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID), "status": .string(answer.status.rawValue)]))
@@ -274,7 +318,7 @@ struct ContinueCommand: ParsableCommand {
     @Flag(help: "Wait for the task and print its result.") var wait = false
 
     func run() throws {
-        let answer = try client.call(ContinueRequest(session: session, prompt: prompt))
+        let answer = try client.call(ContinueRequest(session: session, prompt: prompt, client: client.context(agent: nil)))
         if wait { return try OutputCommand.waitAndPrint(id: answer.taskID, client: client, json: client.common.json, timeoutMs: nil) }
         if client.common.json {
             Terminal.out(JSONWriter.string(["task_id": .string(answer.taskID), "session_id": .string(answer.sessionID),

@@ -17,7 +17,15 @@ struct ClientOptions: ParsableArguments {
         do {
             var serve: [String] = []
             if let config = common.configFile { serve += ["--config", FileSystem.absolute(config)] }
-            return try ControlClient.connect(state: state, autostart: !noAutostart, serveArguments: serve)
+            return try ControlClient.connect(state: state, autostart: !noAutostart, serveArguments: serve) { () throws(ClientError) in
+                // A config error found while autostarting is the config error (exit 2), not a
+                // daemon that would not start.
+                do {
+                    _ = try ConfigLoader.load(explicitPath: common.configFile, environment: ProcessEnvironment.current())
+                } catch {
+                    throw ClientError(message: "config error: \(error)", exitCode: 2)
+                }
+            }
         } catch {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
@@ -54,6 +62,24 @@ extension ClientOptions {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
         }
+    }
+}
+
+extension ClientOptions {
+    /// What a request that starts tasks tells the daemon of this client: the config it names
+    /// (a daemon running another refuses, exit 2), and this environment's values of the
+    /// passEnv names of `agent` (of every agent when nil), which win over the daemon's.
+    func context(agent: String?) -> ClientContext {
+        let environment = ProcessEnvironment.current()
+        guard let config = try? ConfigLoader.load(explicitPath: common.configFile, environment: environment) else {
+            // One that does not load is still named: the daemon then says it differs.
+            return ClientContext(config: ConfigIdentity.named(explicitPath: common.configFile, environment: environment))
+        }
+        let agents = agent.map { name in config.agents[name].map { [$0] } ?? [] } ?? Array(config.agents.values)
+        let names = Set(agents.flatMap(\.passEnv)).sorted()
+        var context = ClientContext(config: config.source == nil ? ConfigIdentity(path: nil, digest: nil) : config.identity)
+        for name in names { context.passEnv[name] = environment[name] }
+        return context
     }
 }
 

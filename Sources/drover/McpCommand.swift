@@ -42,7 +42,8 @@ struct McpCommand: ParsableCommand {
         var serve: [String] = []
         if let file = client.common.configFile { serve += ["--config", FileSystem.absolute(file)] }
         let gateway = DaemonGateway(state: client.state, autostart: !client.noAutostart, serveArguments: serve)
-        let server = DelegationServer(gateway: gateway, agents: Array(config.agents.values), version: Drover.version)
+        let server = DelegationServer(gateway: gateway, agents: Array(config.agents.values), version: Drover.version,
+                                      configFile: client.common.configFile.map(FileSystem.absolute))
         Task {
             do {
                 try await server.run(transport: LineTransport())

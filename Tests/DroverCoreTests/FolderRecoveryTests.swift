@@ -56,6 +56,27 @@ import Testing
         func taskJSON(_ id: String) throws -> JSONObject { try readJSON(root + "/tasks/\(id)/task.json") }
     }
 
+    /// A lost task ends when it was last heard from, not when the next supervisor found it:
+    /// its duration does not count the time no supervisor ran.
+    @Test func aLostTasksDurationEndsWhenItWasLastHeardFrom() throws {
+        let f = try Folder()
+        let nowMs = Clock.wallMs()
+        var running = f.snapshot("bg_0000000c", .running)
+        running.startedMs = nowMs - 124_000
+        running.progress.lastUpdateMs = nowMs - 123_800
+        try f.task(running)
+        try f.journal([("bg_0000000c", .pending), ("bg_0000000c", .running)])
+        // task.json was last written half a second after the start, two minutes ago.
+        let written = nowMs - 123_500
+        var times = [timeval(tv_sec: Int(written / 1000), tv_usec: Int(written % 1000) * 1000),
+                     timeval(tv_sec: Int(written / 1000), tv_usec: Int(written % 1000) * 1000)]
+        #expect(utimes(f.root + "/tasks/bg_0000000c/task.json", &times) == 0)
+        let found = try f.recover()
+        let lost = try #require(found.lost.first)
+        #expect(lost.reason == .lost && lost.endedMs == written, "\(String(describing: lost.endedMs)) vs \(written)")
+        #expect(try f.taskJSON("bg_0000000c")["duration_ms"] == 500)
+    }
+
     @Test func eachStateACrashLeavesIsFinishedOnce() throws {
         let f = try Folder()
         let endedWithoutLine = "bg_000000a1", startedWhilePending = "bg_000000b2", running = "bg_000000c3", queued = "bg_000000d4"

@@ -74,7 +74,8 @@ extension Supervisor {
             variables["DROVER_SANDBOX"] = box.environmentValue
             worker = box.arguments(bwrap: bwrap) + worker
         }
-        let environment = launch.childEnvironment(passEnv: plan.agent.passEnv, taskEnv: plan.env, taskVariables: variables)
+        let environment = launch.childEnvironment(passEnv: plan.agent.passEnv, clientValues: plan.clientPassEnv, taskEnv: plan.env,
+                                                  taskVariables: variables)
         var spec = SpawnSpec(executable: program, arguments: argv, environment: environment, workingDirectory: plan.cwd)
         if plan.sandbox != nil {
             spec.executable = worker[0]

@@ -17,6 +17,8 @@ struct TaskPlan {
     let slurm: LauncherSettings?
     /// Its worker runs under bubblewrap.
     let sandbox: SandboxSettings?
+    /// The launching client's values of the agent's passEnv names (never written to a file).
+    var clientPassEnv: [String: String] = [:]
 }
 
 /// One task of the table: its lifecycle, and while it runs, its child. It turns what the

@@ -82,7 +82,7 @@ public struct FolderRecovery {
         lost.status = .error
         lost.reason = .lost
         lost.error = message
-        lost.endedMs = nowMs
+        lost.endedMs = lastHeardMs(snapshot, in: store) ?? nowMs
         lost.waitingFor = nil
         lost.resultPath = nil
         try? store.folder.removeFile("tasks/\(snapshot.id)/result.md")
@@ -90,6 +90,16 @@ public struct FolderRecovery {
         store.writeTask(lost)
         store.appendEvent(TaskEvent(lost, atMs: nowMs))
         return lost
+    }
+
+    /// When a task that ran under a supervisor that died was last heard from: its last
+    /// progress, or the last write to its transcript or task.json. Its end is put there, not
+    /// at the restart, so that its duration does not count the time no supervisor ran.
+    static func lastHeardMs(_ snapshot: TaskSnapshot, in store: ResultStore) -> Int64? {
+        guard let started = snapshot.startedMs else { return nil }
+        let signs = [snapshot.progress.lastUpdateMs, FileSystem.modifiedMs(store.transcriptFile(snapshot.id)),
+                     FileSystem.modifiedMs(store.taskFile(snapshot.id))].compactMap { $0 }
+        return max(started, signs.max() ?? started)
     }
 
     /// A lost attempt whose task may be tried again (`retryOn` has `lost`, attempts remain):
@@ -101,7 +111,7 @@ public struct FolderRecovery {
         var again = snapshot
         again.attempt = attempt
         again.attempts.append(AttemptRecord(number: attempt, provider: snapshot.provider, model: snapshot.model, startedMs: snapshot.startedMs,
-                                            endedMs: nowMs, status: .error, reason: .lost, error: lostMessage))
+                                            endedMs: lastHeardMs(snapshot, in: store) ?? nowMs, status: .error, reason: .lost, error: lostMessage))
         again.status = .pending
         again.reason = .retry
         again.waitingFor = .retry
