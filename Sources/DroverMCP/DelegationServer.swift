@@ -146,6 +146,16 @@ public final class DelegationServer: Sendable {
                 throw ToolInputError("after: \(id) is not a task id (bg_ and 8 hex digits, as delegate_task returned it)")
             }
             task.priority = try arguments.integer("priority", in: TaskRequest.priorityRange) ?? 0
+            if let ttl = try arguments.string("ttl") {
+                guard let ms = DurationText.milliseconds(ttl), ms > 0 else { throw ToolInputError("ttl: \"\(ttl)\" is not a duration (such as 90s, 20m, 2h)") }
+                task.timers.taskTtl = ms
+            }
+            if let sandbox = try arguments.string("sandbox") {
+                guard let filesystem = SandboxSettings.Filesystem(rawValue: sandbox) else {
+                    throw ToolInputError("sandbox: expected workdir, readonly or none, found \"\(sandbox)\"")
+                }
+                task.sandbox = SandboxSettings(filesystem: filesystem)
+            }
             try Self.readWorktree(arguments, into: &task)
             answer = try await gateway.call(LaunchRequest(task: task, client: client))
         }

@@ -124,6 +124,26 @@ import Testing
         #expect(client.finish() == 0)
     }
 
+    /// Per-task settings an agent may give: a time limit; and the daemon's config, which
+    /// must be the one this server names.
+    @Test func aTtlFromTheAgentAndADaemonRunningAnotherConfig() throws {
+        let d = try DaemonFixture()
+        let client = try MCPClient(d)
+        _ = try client.initialize()
+        let launched = try client.call("delegate_task", ["prompt": "@hang", "agent": "explore", "ttl": "1s"])
+        let taskID = try #require(field("Task ID", in: launched.text))
+        #expect(eventually(withinMs: 15_000) { (try? d.task(taskID)["reason"]) == "ttl" })
+        #expect(try d.task(taskID)["request"]?.objectValue?["taskTtl"] == 1000)
+
+        // The daemon is made to run another config: this server's tasks are refused with the way out.
+        let other = d.folder + "/other.jsonc"
+        try FileSystem.writeFile(other, Array("{}".utf8))
+        #expect(try runDrover(["reload", "--state-dir", d.state, "--config", other], in: d.folder).status == 0)
+        let refused = try client.call("delegate_task", ["prompt": "@result no", "agent": "explore"])
+        #expect(refused.isError && refused.text.contains("drover reload --config \(d.config)"), "\(refused.text)")
+        #expect(client.finish() == 0)
+    }
+
     @Test func badArgumentsGiveToolErrorsThatSayWhatToDo() throws {
         let d = try DaemonFixture()
         let client = try MCPClient(d)
@@ -141,6 +161,8 @@ import Testing
             ("delegate_task", ["prompt": "x", "session_id": "bg_00000000"], "is a task id; give its session id"),
             ("delegate_task", ["prompt": "x", "session_id": "ses_00000000"], "no such session"),
             ("delegate_task", ["prompt": "x", "agent": "explore", "run_in_background": "maybe"], "run_in_background must be true or false"),
+            ("delegate_task", ["prompt": "x", "agent": "explore", "ttl": "soon"], "ttl: \"soon\" is not a duration"),
+            ("delegate_task", ["prompt": "x", "agent": "explore", "sandbox": "tight"], "sandbox: expected workdir, readonly or none"),
             ("background_cancel", [:], "give taskId"),
             ("background_cancel", ["taskId": "bg_00000000", "all": true], "not both"),
             ("background_cancel", ["taskId": "bg_00000000"], "no such task"),
