@@ -58,6 +58,8 @@ public final class BatchRun {
     private var resumed = BatchResume()
     public private(set) var counts = Counts()
     private var halted = false
+    /// The config's `onComplete`, run for each row that ends, as under the daemon.
+    private let hook: CompletionHook?
 
     /// Every reported state change, with the counts after it.
     public var onProgress: (TaskSnapshot, Counts) -> Void = { _, _ in }
@@ -68,6 +70,7 @@ public final class BatchRun {
         supervisor = engine.supervisor
         self.entries = entries
         self.options = options
+        hook = config.onComplete.map { CompletionHook(loop: engine.loop, launch: launch, arguments: $0) }
         if options.resume { resumed = BatchResume.read(supervisor: supervisor, entries: entries, retryFailed: options.retryFailed) }
     }
 
@@ -144,6 +147,12 @@ public final class BatchRun {
             }
         }
         if counts.done < counts.total { loop.run() }
+        // The last rows' onComplete commands may still run: they end before the run does,
+        // since nothing of a run outlives it.
+        if let hook, !hook.isIdle {
+            hook.onIdle = { [loop] in loop.stop() }
+            loop.run()
+        }
         interrupts.forEach { $0.close() }
         supervisor.store.close()
 
@@ -167,6 +176,7 @@ public final class BatchRun {
         let previous = statuses[snapshot.id]
         guard previous != snapshot.status else { return }
         statuses[snapshot.id] = snapshot.status
+        if snapshot.status.isTerminal { hook?.run(for: snapshot) }
         adjust(previous, by: -1)
         adjust(snapshot.status, by: 1)
         onProgress(snapshot, counts)
@@ -217,23 +227,31 @@ public final class BatchRun {
         try FileSystem.writeAtomically(supervisor.store.root + "/summary.json", bytes, sync: options.durable)
     }
 
-    /// GNU parallel's joblog columns, appended to on `--resume` as parallel does.
+    /// GNU parallel's joblog: a run into a folder starts it afresh, as `parallel --joblog`
+    /// overwrites its file; `--resume` and `--retry-failed` append, as parallel's do. Send and
+    /// Receive are 0, as for parallel's local jobs (it counts only --transfer and --return).
     private func writeJoblog(_ rows: [Row]) throws(FileError) {
         let path = supervisor.store.root + "/joblog.tsv"
-        var text = FileSystem.exists(path) ? "" : "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
+        let appending = options.resume && FileSystem.exists(path)
+        var text = appending ? "" : "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
         func seconds(_ ms: Int64) -> String {
             let whole = ms / 1000
             let frac = String(ms % 1000)
             return "\(whole)." + String(repeating: "0", count: 3 - frac.count) + frac
         }
+        let argvOfLine = Dictionary(entries.map { ($0.line, $0.request.command) }, uniquingKeysWith: { first, _ in first })
         for row in rows {
             let s = row.snapshot
-            let received = s.resultPath != nil ? (try? FileSystem.read(s.resultPath!))?.count ?? 0 : 0
-            let command = (s.agent == "command" ? s.description : "\(s.agent): \(s.description)")
+            // A raw command as a shell would read it back; an agent's task by its agent and description.
+            let command = (argvOfLine[row.line].flatMap { $0 }.map { $0.map(shellQuoted).joined(separator: " ") } ?? "\(s.agent): \(s.description)")
                 .replacingAll("\t", with: " ").replacingAll("\n", with: " ")
-            text += "\(row.line)\t:\t\(seconds(s.startedMs ?? s.createdMs))\t\(seconds(s.durationMs ?? 0))\t\(s.prompt.utf8.count)\t\(received)\t\(s.exitCode ?? -1)\t\(s.signal ?? 0)\t\(command)\n"
+            text += "\(row.line)\t:\t\(seconds(s.startedMs ?? s.createdMs))\t\(seconds(s.durationMs ?? 0))\t0\t0\t\(s.exitCode ?? -1)\t\(s.signal ?? 0)\t\(command)\n"
         }
-        try FileSystem.append(path, Array(text.utf8))
+        if appending {
+            try FileSystem.append(path, Array(text.utf8))
+        } else {
+            try FileSystem.writeAtomically(path, Array(text.utf8), sync: options.durable)
+        }
     }
 }
 

@@ -9,6 +9,11 @@ public final class CompletionHook {
     /// are still reaped by this object.
     public var arguments: [String]
     private var running: [Int32: ChildProcess] = [:]
+    /// Called when the last running command has exited (`drover run` waits for them).
+    public var onIdle: () -> Void = {}
+
+    /// No command is running.
+    public var isIdle: Bool { running.isEmpty }
 
     public init(loop: EventLoop, launch: WorkerLaunch, arguments: [String]) {
         self.loop = loop
@@ -36,7 +41,11 @@ public final class CompletionHook {
             child.closeStdin()
             let pid = child.pid
             running[pid] = child
-            child.onClosed = { [weak self] in self?.running[pid] = nil }
+            child.onClosed = { [weak self] in
+                guard let self else { return }
+                self.running[pid] = nil
+                if self.running.isEmpty { self.onIdle() }
+            }
         } catch {
             writeStandardError("drover: onComplete: \(error)\n")
         }

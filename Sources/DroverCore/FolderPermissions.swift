@@ -126,11 +126,3 @@ private func octal(_ mode: mode_t) -> String {
     let digits = String(mode, radix: 8)
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
 }
-
-/// The path as one shell word, quoted only when it needs to be.
-private func shellQuoted(_ path: String) -> String {
-    let plain = path.utf8.allSatisfy { byte in
-        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || "/._-+,:@".utf8.contains(byte)
-    }
-    return plain ? path : "'" + path.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
-}

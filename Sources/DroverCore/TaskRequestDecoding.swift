@@ -22,6 +22,12 @@ extension TaskRequest {
     /// Priorities beyond this either way are refused: a typo, not a plan.
     public static let priorityRange = -1_000_000...1_000_000
 
+    /// A prompt of nothing but white space (an agent needs instructions; a raw command's
+    /// prompt is only its stdin and may be empty).
+    public static func isBlank(_ prompt: String) -> Bool {
+        prompt.unicodeScalars.allSatisfy { $0.properties.isWhitespace }
+    }
+
     public static func keys(for source: TaskRequestSource) -> [String] {
         switch source {
         case .manifestLine: commonKeys + ["name"]
@@ -45,6 +51,10 @@ extension TaskRequest {
                 throw FieldError(field: "agent", "unknown agent \"\(agent)\" (known: \(agents.sorted().joined(separator: ", ")))")
             }
             guard prompt != nil || source == .taskFile else { throw FieldError(field: "prompt", "needs \"prompt\" for agent \"\(agent)\"") }
+            // An agent given nothing to do would only guess; a task file is read as it was written.
+            if let prompt, source != .taskFile, isBlank(prompt) {
+                throw FieldError(field: "prompt", "\"prompt\" for agent \"\(agent)\" is empty: give the agent its instructions")
+            }
             request = TaskRequest(agent: agent, prompt: prompt ?? "")
         }
         request.description = try fields.string("description")

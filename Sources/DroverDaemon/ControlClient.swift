@@ -7,11 +7,15 @@ import Glibc
 public struct ClientError: Error, CustomStringConvertible {
     public let message: String
     public let exitCode: Int32
+    /// Nothing listens on the socket (and none was to be started): what to say about it is
+    /// the command's to add.
+    public let noDaemon: Bool
     public var description: String { message }
 
-    public init(message: String, exitCode: Int32) {
+    public init(message: String, exitCode: Int32, noDaemon: Bool = false) {
         self.message = message
         self.exitCode = exitCode
+        self.noDaemon = noDaemon
     }
 }
 
@@ -41,7 +45,7 @@ public final class ControlClient {
             throw ClientError(message: "cannot reach the drover daemon at \(state.socket): \(String(cString: strerror(reason)))", exitCode: 5)
         }
         guard autostart else {
-            throw ClientError(message: "no drover daemon answers at \(state.socket) (start one with `drover serve`, or leave out --no-autostart)", exitCode: 5)
+            throw ClientError(message: "no drover daemon answers at \(state.socket)", exitCode: 5, noDaemon: true)
         }
         try beforeStarting()
         try startDaemon(state: state, extraArguments: serveArguments)

@@ -275,7 +275,7 @@ public struct ContinueRequest: ControlCall {
         let fields = try FieldReader(members, known: ["session", "prompt", "description"] + ClientContext.keys)
         session = try fields.required("session", fields.string)
         prompt = try fields.required("prompt", fields.string)
-        guard !prompt.isEmpty else { throw FieldError(field: "prompt", "\"prompt\" must not be empty") }
+        guard !TaskRequest.isBlank(prompt) else { throw FieldError(field: "prompt", "\"prompt\" must not be empty") }
         description = try fields.string("description")
         client = try ClientContext(fields)
     }

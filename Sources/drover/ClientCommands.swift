@@ -390,10 +390,11 @@ struct LogsCommand: ParsableCommand {
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "events",
-        abstract: "State changes as JSON lines; --follow streams them as they happen.")
+        abstract: "State changes as JSON lines; --follow streams them as they happen.",
+        discussion: "Without --follow: every change so far (events.jsonl), then it exits. With --follow: only the changes from now on, and the start and end of each pool's cooldown; run `drover events` first for the history.")
 
     @OptionGroup var client: ClientOptions
-    @Flag(help: "Keep streaming new state changes.") var follow = false
+    @Flag(help: "Stream the state changes from now on (no history), until interrupted.") var follow = false
 
     func run() throws {
         try client.stream(EventsRequest(follow: follow)) { frame in
@@ -419,7 +420,7 @@ struct ShutdownCommand: ParsableCommand {
     func run() throws {
         var options = client
         options.noAutostart = true
-        let answer = try options.call(ShutdownRequest())
+        let answer = try options.call(ShutdownRequest(), noDaemonHint: ": nothing to shut down")
         Terminal.out(client.common.json ? JSONWriter.string(.object(answer.frame())) : answer.message)
     }
 }

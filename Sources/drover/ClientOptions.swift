@@ -12,8 +12,11 @@ struct ClientOptions: ParsableArguments {
 
     var state: StateFolder { StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current()) }
 
+    /// What a command that finds no daemon adds to saying so.
+    static let noDaemonHint = " (start one with `drover serve`, or leave out --no-autostart)"
+
     /// Connects, starting the daemon unless told not to; exit 5 when that fails.
-    func connect() throws -> ControlClient {
+    func connect(noDaemonHint: String = ClientOptions.noDaemonHint) throws -> ControlClient {
         do {
             var serve: [String] = []
             if let config = common.configFile { serve += ["--config", FileSystem.absolute(config)] }
@@ -27,14 +30,14 @@ struct ClientOptions: ParsableArguments {
                 }
             }
         } catch {
-            Terminal.error("drover: \(error)")
+            Terminal.error("drover: \(error)" + (error.noDaemon ? noDaemonHint : ""))
             throw ExitCode(error.exitCode)
         }
     }
 
     /// One request, one answer; an error answer becomes its exit status.
-    func call<Call: ControlCall>(_ call: Call) throws -> Call.Reply {
-        let client = try connect()
+    func call<Call: ControlCall>(_ call: Call, noDaemonHint: String = ClientOptions.noDaemonHint) throws -> Call.Reply {
+        let client = try connect(noDaemonHint: noDaemonHint)
         do {
             return try client.call(call)
         } catch {

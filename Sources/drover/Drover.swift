@@ -44,7 +44,7 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "State folder (default: $DROVER_HOME, $XDG_STATE_HOME/drover, ~/.local/state/drover).")
     var stateDirectory: String?
 
-    @Option(name: .customLong("config"), help: "Config file (default: $DROVER_CONFIG, then $XDG_CONFIG_HOME/drover/config.jsonc).")
+    @Option(name: .customLong("config"), help: "Config file (default: $DROVER_CONFIG, else $XDG_CONFIG_HOME/drover/config.jsonc, ~/.config/drover/config.jsonc when XDG_CONFIG_HOME is unset; no file: built-in defaults).")
     var configFile: String?
 
     @Flag(name: .customLong("json"), help: "Machine output: one JSON document.")

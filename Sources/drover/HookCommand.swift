@@ -113,11 +113,3 @@ struct ClaudeHookCommand: ParsableCommand {
         ]]
     }
 }
-
-/// A word as sh reads it back unchanged.
-func shellQuoted(_ word: String) -> String {
-    let plain = !word.isEmpty && word.unicodeScalars.allSatisfy { scalar in
-        ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar) || ("0"..."9").contains(scalar) || "/._-+=:,@".unicodeScalars.contains(scalar)
-    }
-    return plain ? word : "'" + word.map { $0 == "'" ? "'\\''" : String($0) }.joined() + "'"
-}

@@ -8,7 +8,10 @@ struct RunCommand: ParsableCommand {
         abstract: "Run every task of a JSON-lines manifest and collect the results into a folder.",
         discussion: """
             Each line is one task: {"agent": "explore", "prompt": "..."} with optional "description", \
-            "provider", "model", "ttl", "cwd" and "env", or {"command": ["argv", "..."]} for a raw command. \
+            "provider", "model", "ttl", "cwd", "env", "workdir" ("task": a fresh private folder; "worktree": a git \
+            worktree of its own), "limits" (cpuSeconds, memory, openFiles, processes, fileSize), "sandbox", \
+            "name", "after" and "priority", or {"command": ["argv", "..."]} for a raw command. \
+            The config's onComplete runs for each task that ends. \
             Exit status: 0 all completed, 1 a task ended in error, 4 a task was cancelled, 2 a bad manifest or config.
             """
     )
@@ -44,6 +47,9 @@ struct RunCommand: ParsableCommand {
         }
         if retryFailed && results == nil {
             throw ValidationError("--retry-failed needs --results FOLDER: the folder whose failed rows to run again")
+        }
+        if common.stateDirectory != nil {
+            throw ValidationError("--state-dir is the daemon's folder; drover run writes its tasks to --results FOLDER")
         }
         if file == nil && !retryFailed { throw ValidationError("give the manifest file (one JSON task per line)") }
     }

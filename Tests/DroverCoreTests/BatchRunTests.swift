@@ -37,6 +37,46 @@ import Testing
         #expect(joblog.dropFirst().allSatisfy { $0.split(separator: "\t").count == 9 })
     }
 
+    /// The joblog is GNU parallel's: a second run into the folder without --resume starts it
+    /// afresh, Send and Receive are 0 (no transfers), and a raw command is its argv as a shell
+    /// reads it back.
+    @Test func theJoblogIsRewrittenByAFreshRunAndNamesTheCommand() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let manifest = """
+            {"agent": "explore", "prompt": "@result one", "description": "first"}
+            {"command": ["/bin/echo", "two words", "it's"]}
+            """
+        for _ in 0..<2 { _ = try makeRun(manifest, folder: folder).run() }
+        let joblog = readText(folder + "/joblog.tsv").split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+        #expect(joblog.count == 3, "a header and one line per row, not appended to: \(joblog)")
+        #expect(joblog.first?.joined(separator: " ") == "Seq Host Starttime JobRuntime Send Receive Exitval Signal Command")
+        #expect(joblog.dropFirst().map { "\($0[0]) \($0[1]) \($0[4]) \($0[5]) \($0[6]) \($0[7])" } == ["1 : 0 0 0 0", "2 : 0 0 0 0"])
+        #expect(joblog[1][8] == "explore: first")
+        #expect(joblog[2][8] == #"/bin/echo 'two words' 'it'\''s'"#)
+    }
+
+    /// onComplete runs for every row, as under the daemon, and `run` returns only once those
+    /// commands have exited (nothing of a run outlives it).
+    @Test func onCompleteRunsForEveryRowBeforeTheRunReturns() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        var config = Harness.testConfig()
+        config.onComplete = ["/bin/sh", "-c", "sleep 0.3; echo \"$DROVER_STATUS {description} $$\" > \"$0\"", folder + "/ended-{task_id}"]
+        let summary = try makeRun("""
+            {"agent": "explore", "prompt": "@result ok", "description": "agent row"}
+            {"command": ["/bin/false"], "description": "failing row"}
+            """, folder: folder + "/results", config: config).run()
+        #expect(summary.rows.count == 2)
+        for row in summary.rows {
+            let expected = row.line == 1 ? "completed agent row" : "error failing row"
+            let written = readText(folder + "/ended-\(row.snapshot.id)")
+            #expect(written.hasPrefix(expected + " "), "\(written)")
+            let pid = try #require(Int32(String(written.split(separator: " ").last ?? "").trimmed))
+            #expect(!Processes.isAlive(pid), "the onComplete command \(pid) has exited and been reaped")
+        }
+    }
+
     /// A row's queue is its manifest line (`--resume` reruns from there), so a queued row
     /// has no folder yet; its running task.json follows after a short run, and a row that
     /// ends sooner goes straight to its final one. events.jsonl has every state.

@@ -15,6 +15,24 @@ import Testing
          "maxToolCalls": 100, "maxRepeatedToolCalls": 5, "maxTranscriptBytes": "1M"}
         """
 
+    /// An empty prompt is refused as a missing one is, wherever a request comes from; a raw
+    /// command's prompt is only its stdin and may be empty; a task file is read as written.
+    @Test func aBlankPromptIsRefusedLikeAMissingOne() throws {
+        for prompt in ["", "   ", " \\n\\t "] {
+            let row = try object(#"{"agent": "explore", "prompt": "\#(prompt)"}"#)
+            for source in [TaskRequestSource.manifestLine, .launch] {
+                #expect {
+                    _ = try TaskRequest.decode(row, from: source)
+                } throws: { error in
+                    (error as? FieldError)?.field == "prompt" && "\(error)".contains("is empty: give the agent its instructions")
+                }
+            }
+            _ = try TaskRequest.decode(row, from: .taskFile)
+        }
+        let command = try TaskRequest.decode(object(#"{"command": ["/bin/true"], "prompt": ""}"#), from: .manifestLine)
+        #expect(command.command == ["/bin/true"] && command.prompt == "")
+    }
+
     @Test func everyPerTaskSettingIsReadByItsConfigName() throws {
         let request = try TaskRequest.decode(object(Self.everyKey), from: .manifestLine, agents: ["explore"])
         #expect(request.agent == "explore" && request.prompt == "look" && request.description == "d")

@@ -17,8 +17,8 @@ and the worker exits at the latest `cancel_grace` seconds later. stdout carries 
 once `run` starts, `print()` (and any child process's stdout) goes to stderr, which drover
 saves in the task's stderr.log.
 
-The wire format (drover's SPEC section 5): a 4-byte big-endian length N, then N bytes of
-UTF-8 JSON, an object with a string `type`.
+The wire format (the README's "The worker protocol, in brief"): a 4-byte big-endian
+length N, then N bytes of UTF-8 JSON, an object with a string `type`.
 """
 from __future__ import annotations
 
