@@ -11,7 +11,7 @@ struct Drover: ParsableCommand {
         subcommands: [
             DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
             CancelCommand.self, ContinueCommand.self, RestartCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
-            DiffCommand.self, ApplyCommand.self, DiscardCommand.self,
+            DiffCommand.self, ApplyCommand.self, DiscardCommand.self, CleanCommand.self,
             McpCommand.self, StatsCommand.self, UsageCommand.self,
             HookCommand.self,
         ]
