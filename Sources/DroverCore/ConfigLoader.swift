@@ -203,7 +203,7 @@ struct ConfigReader {
             case "retention": config.retention = try readRetention(value, path)
             case "maxLogBytes":
                 let n = try size(value, path)
-                guard n >= 64 << 10 else { throw fail(path, "must be at least 64 KiB") }
+                guard n >= 1 << 10 else { throw fail(path, "must be at least 1 KiB") }
                 config.maxLogBytes = n
             case "maxLogFiles":
                 let n = try count(value, path)
