@@ -76,7 +76,7 @@ figures() {  # label drover pid
   local label=$1 d=$2 pid=$3
   local all limit
   all=$(timed "$d" status --json --state-dir "$state" --config "$work/config.json" --no-autostart)
-  limit=$(timed "$d" status --limit 20 --state-dir "$state" --config "$work/config.json" --no-autostart)
+  limit=$("$d" status --help | grep -q -- --limit && timed "$d" status --limit 20 --state-dir "$state" --config "$work/config.json" --no-autostart || echo "n/a ")
   echo "  $label: tasks $(ls "$state/tasks" | wc -l), RSS $(rss "$pid"), status --json ${all} ms, status --limit 20 ${limit} ms"
 }
 
@@ -102,11 +102,11 @@ for d in "$@"; do
     echo "  drover clean --older-than 10d: $((e - s)) ms"
     figures "after clean" "$d" "$pid"
     "$d" shutdown --state-dir "$state" --no-autostart >/dev/null
-    wait "$pid" || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     read -r pid startup < <(start "$d")
     echo "  restart on what is left: ${startup} ms"
     figures "after restart" "$d" "$pid"
   fi
   "$d" shutdown --state-dir "$state" --no-autostart >/dev/null
-  wait "$pid" || true
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 done
