@@ -161,6 +161,12 @@ public struct DroverConfig: Sendable {
     public var maxBufferedBytes = 8 << 20
     /// Control connections the daemon holds open at once; past it, new ones are refused.
     public var maxConnections = 256
+    /// Which ended tasks the daemon removes by itself (SPEC 15, `retention`).
+    public var retention = Retention()
+    /// events.jsonl and usage.jsonl are rotated to `.1`... before they pass this many bytes.
+    public var maxLogBytes = 64 << 20
+    /// Rotated files kept (`.1` to `.N`); the oldest beyond them is removed.
+    public var maxLogFiles = 5
     /// argv run for every task that ends (the daemon's notification hook).
     public var onComplete: [String]?
     public var timers = TimerSettings()

@@ -196,6 +196,15 @@ struct ConfigReader {
                 let n = try count(value, path)
                 guard n >= 1 else { throw fail(path, "must be at least 1") }
                 config.maxConnections = n
+            case "retention": config.retention = try readRetention(value, path)
+            case "maxLogBytes":
+                let n = try size(value, path)
+                guard n >= 1 << 10 else { throw fail(path, "must be at least 1 KiB") }
+                config.maxLogBytes = n
+            case "maxLogFiles":
+                let n = try count(value, path)
+                guard n >= 1 else { throw fail(path, "must be at least 1") }
+                config.maxLogFiles = n
             case "maxFrameBytes":
                 let n = try size(value, path)
                 guard n >= 64 else { throw fail(path, "must be at least 64 bytes") }
@@ -207,6 +216,23 @@ struct ConfigReader {
                 }
             }
         }
+    }
+
+    /// `{"keepEnded": DURATION, "maxEnded": COUNT}`.
+    func readRetention(_ value: JSONValue, _ path: String) throws(ConfigError) -> Retention {
+        var retention = Retention()
+        for (key, item) in try object(value, path).members {
+            let p = "\(path).\(key)"
+            switch key {
+            case "keepEnded":
+                let ms = try duration(item, p)
+                guard ms >= 1000 else { throw fail(p, "must be at least 1s") }
+                retention.keepEndedMs = ms
+            case "maxEnded": retention.maxEnded = try count(item, p)
+            default: throw fail(p, "unknown key (retention has keepEnded, maxEnded)")
+            }
+        }
+        return retention
     }
 
     func concurrencyLimits(_ value: JSONValue, _ path: String) throws(ConfigError) -> [String: Int] {

@@ -23,7 +23,8 @@ public final class Engine {
         }
         loop = EventLoop()
         do {
-            store = try ResultStore(loop: loop, root: folder, durable: durable)
+            store = try ResultStore(loop: loop, root: folder, durable: durable,
+                                    rotation: LogRotation(maxBytes: config.maxLogBytes, maxFiles: config.maxLogFiles))
         } catch {
             throw FolderError(description: error.description)
         }

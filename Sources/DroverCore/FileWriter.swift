@@ -25,6 +25,9 @@ final class FileWriter: @unchecked Sendable {
         case replace(path: String, content: @Sendable () -> [UInt8])
         /// A line of events.jsonl; `afterFiles` for a task's end (or a line announcing a file).
         case journal(line: [UInt8], afterFiles: Bool, owner: String? = nil)
+        /// A whole tree under the root (an ended task's folder that `clean` forgets), removed
+        /// before the round's other writes, never following a link.
+        case removeTree(String)
     }
 
     struct Progress: Sendable {
@@ -68,11 +71,14 @@ final class FileWriter: @unchecked Sendable {
     private let folder: SafeFolder
     private static let journalName = "events.jsonl"
     private let notify: @Sendable () -> Void
+    /// When events.jsonl and usage.jsonl are rotated (SPEC 15).
+    private let rotation: LogRotation
 
     /// `notify` runs on the writer thread whenever progress is made; it must only wake the loop.
-    init(folder: SafeFolder, durable: Bool, notify: @escaping @Sendable () -> Void) {
+    init(folder: SafeFolder, durable: Bool, rotation: LogRotation = LogRotation(), notify: @escaping @Sendable () -> Void) {
         self.folder = folder
         self.durable = durable
+        self.rotation = rotation
         self.notify = notify
         // Open for the writer's whole life: one descriptor, from the start.
         journalFD = (try? folder.openForAppending(Self.journalName)) ?? -1
@@ -151,6 +157,7 @@ final class FileWriter: @unchecked Sendable {
     private struct Round {
         var earlyJournal: [(UInt64, [UInt8])] = []
         var directories: [(UInt64, String)] = []
+        var removals: [(UInt64, String)] = []
         var appendOrder: [String] = []
         var appends: [String: (sequence: UInt64, bytes: [UInt8])] = [:]
         var replaceOrder: [String] = []
@@ -170,6 +177,8 @@ final class FileWriter: @unchecked Sendable {
                 if afterFiles, let owner { closingOwners.insert(owner) }
             case .makeDirectory(let path):
                 directories.append((sequence, path))
+            case .removeTree(let path):
+                removals.append((sequence, path))
             case .append(let path, let bytes, let owner):
                 if let owner {
                     appendOwners[path, default: []].insert(owner)
@@ -246,7 +255,12 @@ final class FileWriter: @unchecked Sendable {
         }
         if !round.earlyJournal.isEmpty { notify() }
 
-        // 2. Folders and appends.
+        // 2. Removals, folders and appends.
+        for (sequence, path) in round.removals {
+            // Only a path strictly under the root, reached without following a link.
+            guard path.hasPrefix(folder.path + "/") else { continue }
+            do { try folder.removeTree(relative(path)) } catch { failed(error, .removeTree(path), sequence) }
+        }
         for (sequence, path) in round.directories {
             do { try folder.makeFolder(relative(path)) } catch {
                 missingFolders.insert(path)
@@ -256,6 +270,7 @@ final class FileWriter: @unchecked Sendable {
         let deferred = round.appendOrder.filter(round.deferrable)
         for path in round.appendOrder where !round.deferrable(path) {
             let (sequence, bytes) = round.appends[path]!
+            if let name = rotation.rotatedName(relative(path)) { rotation.rotateIfFull(name, adding: bytes.count, in: folder) }
             do { try folder.append(relative(path), bytes) } catch { failed(error, .append(path: path, bytes: bytes), sequence) }
         }
 
@@ -324,6 +339,12 @@ final class FileWriter: @unchecked Sendable {
     private func appendJournal(_ bytes: [UInt8]) -> FileError? {
         let path = folder.fullPath(Self.journalName)
         do {
+            if journalFD >= 0, rotation.isFull(fd: journalFD, adding: bytes.count) {
+                // The lines so far are durable under their new name; a new file starts.
+                close(journalFD)
+                journalFD = -1
+                rotation.rotate(Self.journalName, in: folder)
+            }
             if journalFD < 0 { journalFD = try folder.openForAppending(Self.journalName) }
             try FileSystem.appendAll(journalFD, bytes, path: path)
         } catch {
@@ -344,7 +365,7 @@ final class FileWriter: @unchecked Sendable {
 extension FileWriter.Job {
     var path: String {
         switch self {
-        case .makeDirectory(let path), .append(let path, _, _), .replace(let path, _): path
+        case .makeDirectory(let path), .removeTree(let path), .append(let path, _, _), .replace(let path, _): path
         case .journal: "events.jsonl"
         }
     }

@@ -60,7 +60,7 @@ public final class ResultStore {
     public var drainedBelow = 4 << 20
 
     /// Opens (creating) the root. `durable: false` skips the syncs (tests, scratch runs).
-    public init(loop: EventLoop, root: String, durable: Bool = true) throws(FileError) {
+    public init(loop: EventLoop, root: String, durable: Bool = true, rotation: LogRotation = LogRotation()) throws(FileError) {
         folder = try SafeFolder(root: root, create: true)
         try folder.makeFolder("tasks")
         try folder.makeFolder("sessions")
@@ -70,7 +70,7 @@ public final class ResultStore {
         beforePoll = allocateHandle(uv_prepare_t.self)
         afterPoll = allocateHandle(uv_check_t.self)
         let asyncHandle = SendableHandle(pointer: UnsafeMutableRawPointer(wakeup))
-        writer = FileWriter(folder: folder, durable: durable) {
+        writer = FileWriter(folder: folder, durable: durable, rotation: rotation) {
             uv_async_send(asyncHandle.pointer.assumingMemoryBound(to: uv_async_t.self))
         }
         let me = Unmanaged.passUnretained(self).toOpaque()
@@ -130,6 +130,16 @@ public final class ResultStore {
             bytes.append(0x0A)
             return bytes
         })
+    }
+
+    /// Removes an ended task's folder with the next batch (before its other writes).
+    public func removeTaskDirectory(_ taskID: String) {
+        batch.append(.removeTree(taskDirectory(taskID)))
+    }
+
+    /// Removes a session's transcript with the next batch.
+    public func removeSessionFile(_ sessionID: String) {
+        batch.append(.removeTree(sessionFile(sessionID)))
     }
 
     public func writeResult(_ taskID: String, text: String) {

@@ -14,8 +14,12 @@ public struct PersistencePolicy: Sendable {
     /// at once (the daemon: `status` reads it). A row that ends sooner goes from no
     /// task.json straight to its final one.
     public var runningFileDelayMs: Int?
+    /// Whether a task that ended keeps its whole record in memory. The daemon keeps only its
+    /// row (`TaskRow`) and reads task.json back when asked, so its memory follows what it
+    /// runs, not how many tasks the folder has seen; a batch reports every row at its end.
+    public var holdsEndedTasks = true
 
-    public static let daemon = PersistencePolicy(recordsQueuedTasks: true, runningFileDelayMs: nil)
+    public static let daemon = PersistencePolicy(recordsQueuedTasks: true, runningFileDelayMs: nil, holdsEndedTasks: false)
     public static let batch = PersistencePolicy(recordsQueuedTasks: false, runningFileDelayMs: 100)
 }
 
@@ -32,9 +36,11 @@ public final class Supervisor {
     public var workingDirectory: String
     let pools: SlotPools
     var tasks: [String: TaskDriver] = [:]
+    /// Ended tasks whose drivers are let go (`holdsEndedTasks` false): their rows.
+    var ended: [String: TaskRow] = [:]
     /// Every task id, oldest first, and each session's.
-    private var order: [String] = []
-    private var sessions: [String: [String]] = [:]
+    var order: [String] = []
+    var sessions: [String: [String]] = [:]
     private var dirty: Set<String> = []
     var granted: [SlotGrant] = []
     private var startingGranted = false
@@ -122,12 +128,12 @@ public final class Supervisor {
     // MARK: queries
 
     /// A task's record as it is now (live progress included).
-    public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.record }
+    public func snapshot(_ taskID: String) -> TaskSnapshot? { tasks[taskID]?.record ?? endedRecord(taskID)?.snapshot }
 
     /// A task as clients may see it: live while it runs, but an end only once it is reported
     /// (its files are durable) — until then, the state reported before.
     public func view(_ taskID: String) -> TaskSnapshot? {
-        guard let task = tasks[taskID] else { return nil }
+        guard let task = tasks[taskID] else { return endedRecord(taskID)?.snapshot }
         if task.record.status.isTerminal, let published = task.published, !published.status.isTerminal {
             var shown = published
             shown.progress = task.record.progress
@@ -143,7 +149,10 @@ public final class Supervisor {
     public func taskIDs(inSession session: String) -> [String]? { sessions[session] }
 
     /// The request a task was made from (to continue its session, or run it again).
-    public func request(of taskID: String) -> TaskRequest? { tasks[taskID]?.request }
+    public func request(of taskID: String) -> TaskRequest? {
+        guard let task = tasks[taskID] else { return endedRecord(taskID)?.request }
+        return task.request
+    }
 
     /// Tasks holding a slot (started, or about to start).
     public var runningCount: Int { running.count }
@@ -168,13 +177,13 @@ public final class Supervisor {
                        whenRecorded: ((FileError?) -> Void)? = nil) throws(SubmitError) -> TaskSnapshot
     {
         loop.assertOnLoopThread()
-        for dependency in request.after where tasks[dependency] == nil { throw .unknownDependency(dependency) }
+        for dependency in request.after where tasks[dependency] == nil && ended[dependency] == nil { throw .unknownDependency(dependency) }
         for reference in ManifestGraph.resultReferences(in: request.prompt) where TaskIdentifiers.isTaskID(reference) && !request.after.contains(reference) {
             throw .resultOfNonDependency(reference)
         }
         if let dependency = request.worktree.baseTask, !request.after.contains(dependency) { throw .baseOfNonDependency(dependency) }
         var id = identity?.id ?? TaskIdentifiers.newTaskID()
-        while identity == nil && (tasks[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
+        while identity == nil && (tasks[id] != nil || ended[id] != nil || FileSystem.exists(store.taskDirectory(id))) { id = TaskIdentifiers.newTaskID() }
         let sessionID = identity?.sessionID ?? request.sessionID ?? TaskIdentifiers.newSessionID()
         let createdMs = identity?.createdMs ?? Clock.wallMs()
         var base: TaskSnapshot?
@@ -226,11 +235,10 @@ public final class Supervisor {
     /// removed while the task was pending) can never complete.
     private func link(_ task: TaskDriver) {
         for id in task.lifecycle.settings.dependencies {
-            guard let dependency = tasks[id] else {
+            guard let record = tasks[id].map({ TaskRow($0.record) }) ?? ended[id] else {
                 task.feed(.dependencyEnded(taskID: id, status: .cancelled, reason: nil, resultText: nil))
                 continue
             }
-            let record = dependency.record
             if record.status == .completed {
                 // Its result.md may still be on its way to the disk.
                 store.whenWritten { [weak self, weak task] in
@@ -258,7 +266,14 @@ public final class Supervisor {
     /// Takes into the table a task that ended under an earlier supervisor (read back from
     /// its folder), so that it can be shown and its session continued.
     public func adopt(ended snapshot: TaskSnapshot, request: TaskRequest?) {
-        guard tasks[snapshot.id] == nil else { return }
+        guard tasks[snapshot.id] == nil, ended[snapshot.id] == nil else { return }
+        if !policy.holdsEndedTasks {
+            ended[snapshot.id] = TaskRow(snapshot)
+            order.append(snapshot.id)
+            sessions[snapshot.sessionID, default: []].append(snapshot.id)
+            if snapshot.status == .completed { budgets.completed(agent: snapshot.agent, usage: snapshot.usage) }
+            return
+        }
         let agent = request.flatMap { $0.agent.flatMap { config.agents[$0] } } ?? DroverConfig.commandAgent
         let plan = TaskPlan(agent: agent, arguments: [], env: [:], cwd: workingDirectory, cwdIsPrivate: false, limits: ResourceLimits(),
                             pool: PoolAssignment(id: snapshot.pool, limit: 0), worktree: nil, slurm: nil, sandbox: nil)
@@ -529,6 +544,7 @@ public final class Supervisor {
     private func publish(_ task: TaskDriver, _ record: TaskSnapshot) {
         task.published = record
         onReport(record)
+        if record.status.isTerminal && !policy.holdsEndedTasks { letGo(task) }
     }
 
     /// Writes the running task.json of tasks that have run for `runningFileDelayMs` and

@@ -453,3 +453,45 @@ public enum EventsFrame: ControlReply {
         }
     }
 }
+
+/// `clean`: the tasks removed (or, for a dry run, that would be), and those kept, each with why.
+public struct CleanReply: ControlReply {
+    public struct Skipped: Sendable, Equatable {
+        public var id: String
+        public var reason: String
+
+        public init(id: String, reason: String) {
+            self.id = id
+            self.reason = reason
+        }
+    }
+
+    public var removed: [String]
+    public var skipped: [Skipped]
+    public var dryRun: Bool
+
+    public init(removed: [String], skipped: [Skipped], dryRun: Bool) {
+        self.removed = removed
+        self.skipped = skipped
+        self.dryRun = dryRun
+    }
+
+    public init(frame: JSONObject) throws(FieldError) {
+        let fields = FieldReader(lenient: frame)
+        _ = try fields.frameType("ok")
+        removed = try fields.required("removed") { key throws(FieldError) in try fields.strings(key, of: "task ids") }
+        dryRun = try fields.bool("dry_run") ?? false
+        skipped = []
+        for (index, item) in (try fields.required("skipped", fields.array)).enumerated() {
+            guard let object = item.objectValue, let id = object["id"]?.stringValue, let reason = object["reason"]?.stringValue else {
+                throw FieldError(field: "skipped.\(index)", "expected {\"id\", \"reason\"}")
+            }
+            skipped.append(Skipped(id: id, reason: reason))
+        }
+    }
+
+    public func frame() -> JSONObject {
+        ["type": "ok", "removed": .array(removed.map { .string($0) }), "dry_run": .bool(dryRun),
+         "skipped": .array(skipped.map { .object(["id": .string($0.id), "reason": .string($0.reason)]) })]
+    }
+}

@@ -18,10 +18,12 @@ public enum ControlRequest: Sendable {
     case stats(StatsRequest)
     case restart(RestartRequest)
     case reload(ReloadRequest)
+    case clean(CleanRequest)
 
     static let types = [
         LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
         LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type, RestartRequest.type,
+        CleanRequest.type,
     ]
 
     /// Reads a request frame; the error names the request type and the wrong member.
@@ -54,6 +56,7 @@ public enum ControlRequest: Sendable {
         case StatsRequest.type: .stats(try StatsRequest(decoding: members))
         case RestartRequest.type: .restart(try RestartRequest(decoding: members))
         case ReloadRequest.type: .reload(try ReloadRequest(decoding: members))
+        case CleanRequest.type: .clean(try CleanRequest(decoding: members))
         default: nil
         }
     }
@@ -74,6 +77,7 @@ public enum ControlRequest: Sendable {
         case .ping(let call): call.json()
         case .stats(let call): call.json()
         case .reload(let call): call.json()
+        case .clean(let call): call.json()
         }
     }
 }
@@ -421,4 +425,46 @@ public struct ReloadRequest: ControlCall {
     }
 
     public func members() -> JSONObject { config.map { ["config": .string($0)] } ?? [:] }
+}
+
+/// Removes ended tasks' folders and forgets them (SPEC 15): the named ones, or every ended
+/// task that matches the filters (ended more than `older_than_ms` ago, any of `status`).
+/// Tasks that have not ended, and ended ones a task that has not ended depends on, are
+/// skipped with the reason. `dry_run` only says what would go.
+public struct CleanRequest: ControlCall {
+    public typealias Reply = CleanReply
+    public static let type = "clean"
+    public var ids: [String] = []
+    public var olderThanMs: Int?
+    public var statuses: [TaskStatus] = []
+    public var dryRun = false
+
+    public init(ids: [String] = [], olderThanMs: Int? = nil, statuses: [TaskStatus] = [], dryRun: Bool = false) {
+        self.ids = ids
+        self.olderThanMs = olderThanMs
+        self.statuses = statuses
+        self.dryRun = dryRun
+    }
+
+    public init(decoding members: JSONObject) throws(FieldError) {
+        let fields = try FieldReader(members, known: ["ids", "older_than_ms", "status", "dry_run"])
+        ids = try fields.strings("ids", of: "task ids") ?? []
+        olderThanMs = try fields.milliseconds("older_than_ms")
+        for name in try fields.strings("status", of: "task statuses") ?? [] {
+            guard let status = TaskStatus(rawValue: name), status.isTerminal else {
+                throw FieldError(field: "status", "\"status\" holds ended statuses (completed, error, cancelled), found \"\(name)\"")
+            }
+            statuses.append(status)
+        }
+        dryRun = try fields.bool("dry_run") ?? false
+    }
+
+    public func members() -> JSONObject {
+        var object = JSONObject()
+        if !ids.isEmpty { object["ids"] = .array(ids.map { .string($0) }) }
+        if let olderThanMs { object["older_than_ms"] = .number(Double(olderThanMs)) }
+        if !statuses.isEmpty { object["status"] = .array(statuses.map { .string($0.rawValue) }) }
+        if dryRun { object["dry_run"] = .bool(true) }
+        return object
+    }
 }

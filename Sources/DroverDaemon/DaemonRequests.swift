@@ -22,10 +22,11 @@ extension DaemonServer {
         case .stats: stats(connection)
         case .restart(let request): restart(request, connection)
         case .reload(let request): reload(request, connection)
+        case .clean(let request): clean(request, connection)
         }
     }
 
-    private func reply(_ connection: ControlConnection, _ frame: some ControlReply) {
+    func reply(_ connection: ControlConnection, _ frame: some ControlReply) {
         connection.send(frame)
         connection.finish()
     }
@@ -55,7 +56,7 @@ extension DaemonServer {
 
     private func document(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: snapshot.json()) }
 
-    private func rowDocument(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: row(snapshot)) }
+    private func rowDocument(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: row(TaskRow(snapshot))) }
 
     // MARK: stats
 
@@ -194,7 +195,7 @@ extension DaemonServer {
 
     // MARK: queries
 
-    func row(_ snapshot: TaskSnapshot) -> JSONObject {
+    func row(_ snapshot: TaskRow) -> JSONObject {
         var row: JSONObject = [
             "id": .string(snapshot.id), "session_id": .string(snapshot.sessionID), "agent": .string(snapshot.agent),
             "description": .string(snapshot.description), "status": .string(snapshot.status.rawValue),
@@ -210,24 +211,19 @@ extension DaemonServer {
         guard request.ids.isEmpty else {
             return reply(connection, TasksReply(tasks: request.ids.compactMap { current($0).map(document) }))
         }
-        // Rows of ended tasks never change: they are encoded once and kept.
+        // Ended tasks are listed from the rows the supervisor keeps, without reading their files.
         var rows: [[UInt8]] = []
         let createdAfter = request.sinceMs.map { Clock.wallMs() - Int64($0) }
         // With a limit, the newest first; else oldest first.
         let ids = request.limit == nil ? knownTaskIDs : knownTaskIDs.reversed()
         for id in ids {
             if let limit = request.limit, rows.count >= limit { break }
-            guard let snapshot = current(id) else { continue }
+            guard let snapshot = supervisor.row(id) else { continue }
             if !request.statuses.isEmpty && !request.statuses.contains(snapshot.status) { continue }
             if !request.agents.isEmpty && !request.agents.contains(snapshot.agent) { continue }
             if let createdAfter, snapshot.createdMs < createdAfter { continue }
-            if let cached = endedRows[id] {
-                rows.append(cached)
-                continue
-            }
             var bytes: [UInt8] = []
             JSONWriter.writeObject(row(snapshot), into: &bytes)
-            if snapshot.status.isTerminal { endedRows[id] = bytes }
             rows.append(bytes)
         }
         connection.send(encoded: TasksReply.encodedFrame(rows: rows))

@@ -44,8 +44,18 @@ public final class DaemonServer {
 
     /// Open descriptors once up, before the first task (for `stats`).
     private(set) var baselineDescriptors = 0
-    /// Encoded status rows of ended tasks, which never change again.
-    var endedRows: [String: [UInt8]] = [:]
+    /// Retention's sweeps: the next task to age out, and one sweep per loop turn after ends.
+    lazy var retentionTimer: LoopTimer = {
+        let timer = LoopTimer(loop: loop)
+        timer.unref()
+        return timer
+    }()
+    lazy var retentionSoon: LoopTimer = {
+        let timer = LoopTimer(loop: loop)
+        timer.unref()
+        return timer
+    }()
+    var retentionSweepQueued = false
     private var endWaiters: [String: [(TaskSnapshot) -> Void]] = [:]
     private var reportListeners: [Int: (TaskSnapshot) -> Void] = [:]
     private var poolListeners: [Int: (PoolEvent) -> Void] = [:]
@@ -94,6 +104,7 @@ public final class DaemonServer {
             if let listeners = self.transcriptListeners[id] { for listener in listeners.values { listener(line) } }
         }
         recover()
+        sweepRetention()
         try listen()
         for signal in [SIGTERM, SIGINT] {
             signals.append(LoopSignal(loop: loop, signal: signal) { [unowned self] in self.shutdown(replyTo: nil) })
@@ -178,9 +189,15 @@ public final class DaemonServer {
             if let waiters = endWaiters.removeValue(forKey: snapshot.id) { for waiter in waiters { waiter(snapshot) } }
             transcriptListeners[snapshot.id] = nil
             hook?.run(for: snapshot)
+            retentionAfterEnd()
         }
         for listener in reportListeners.values { listener(snapshot) }
         if shuttingDown && supervisor.runningCount == 0 { finishShutdown() }
+    }
+
+    /// What the daemon holds of a task besides the supervisor's table.
+    func forgetCached(_ id: String) {
+        transcriptLines[id] = nil
     }
 
     /// A task as clients see it: live progress while it runs; its end once that is reported.

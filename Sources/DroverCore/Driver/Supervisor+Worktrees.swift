@@ -53,7 +53,7 @@ extension Supervisor {
         if let problem = plan.problem { return task.feed(.workdirFailed(problem)) }
         guard let step = gitStep else { return task.feed(.workdirFailed("cannot make a worktree: \(Git.notFound)")) }
         if let dependency = WorktreeSettings(base: plan.base).baseTask {
-            guard let head = tasks[dependency]?.record.worktreeHead else {
+            guard let head = snapshot(dependency)?.worktreeHead else {
                 return task.feed(.workdirFailed("base @\(dependency): that task left no branch (it did not run with \"workdir\": \"worktree\")"))
             }
             plan.base = head

@@ -24,9 +24,9 @@ public struct Journal: Sendable {
 
     public init() {}
 
-    /// Reads the folder's events.jsonl; a missing file is an empty journal.
+    /// Reads the folder's events.jsonl, its rotated files first; a missing file is an empty journal.
     public init(folder: SafeFolder) {
-        guard let bytes = try? folder.read("events.jsonl") else { return }
+        guard let bytes = LogRotation.readAll("events.jsonl", in: folder) else { return }
         bytes.withUnsafeBufferPointer { buffer in
             guard let base = buffer.baseAddress else { return }
             var start = 0

@@ -44,9 +44,10 @@ public struct UsageLine: Sendable, Equatable {
                   model: object["model"]?.stringValue, totals: TaskUsage(json: object))
     }
 
-    /// The lines of a folder's usage.jsonl (ones that do not parse are skipped).
+    /// The lines of a folder's usage.jsonl, its rotated files first (ones that do not parse
+    /// are skipped).
     public static func read(_ folder: SafeFolder) -> [UsageLine] {
-        guard let bytes = try? folder.read("usage.jsonl") else { return [] }
+        guard let bytes = LogRotation.readAll("usage.jsonl", in: folder) else { return [] }
         return bytes.split(separator: 0x0A).compactMap { line in
             (try? JSONParser.parse(line).value.objectValue).flatMap { $0.flatMap(UsageLine.init(json:)) }
         }
