@@ -17,10 +17,12 @@ public enum ControlRequest: Sendable {
     case ping(PingRequest)
     case stats(StatsRequest)
     case restart(RestartRequest)
+    case metrics(MetricsRequest)
 
     static let types = [
         LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
         LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type, RestartRequest.type,
+        MetricsRequest.type,
     ]
 
     /// Reads a request frame; the error names the request type and the wrong member.
@@ -52,6 +54,7 @@ public enum ControlRequest: Sendable {
         case PingRequest.type: .ping(try PingRequest(decoding: members))
         case StatsRequest.type: .stats(try StatsRequest(decoding: members))
         case RestartRequest.type: .restart(try RestartRequest(decoding: members))
+        case MetricsRequest.type: .metrics(try MetricsRequest(decoding: members))
         default: nil
         }
     }
@@ -71,6 +74,7 @@ public enum ControlRequest: Sendable {
         case .shutdown(let call): call.json()
         case .ping(let call): call.json()
         case .stats(let call): call.json()
+        case .metrics(let call): call.json()
         }
     }
 }
@@ -382,6 +386,15 @@ public struct PingRequest: ControlCall {
 public struct StatsRequest: ControlCall {
     public typealias Reply = StatsReply
     public static let type = "stats"
+    public init() {}
+    public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
+    public func members() -> JSONObject { [:] }
+}
+
+/// The daemon's metrics in the Prometheus text format (README, "Metrics").
+public struct MetricsRequest: ControlCall {
+    public typealias Reply = MetricsReply
+    public static let type = "metrics"
     public init() {}
     public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
     public func members() -> JSONObject { [:] }

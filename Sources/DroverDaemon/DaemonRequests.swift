@@ -21,6 +21,7 @@ extension DaemonServer {
         case .shutdown: shutdown(replyTo: connection)
         case .stats: stats(connection)
         case .restart(let request): restart(request, connection)
+        case .metrics: reply(connection, MetricsReply(text: String(decoding: metricsText(), as: UTF8.self)))
         }
     }
 
