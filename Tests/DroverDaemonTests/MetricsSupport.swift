@@ -131,7 +131,7 @@ struct RawHTTP {
     }
 
     static func get(port: Int, _ path: String) throws -> RawHTTP {
-        try exchange(port: port, Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUser-Agent: drover-tests\r\n\r\n".utf8))
+        try exchange(port: port, Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUser-Agent: drover-tests\r\nConnection: close\r\n\r\n".utf8))
     }
 
     func header(_ name: String) -> String? {
