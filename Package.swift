@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/modelcontextprotocol/swift-sdk", from: "0.12.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Debian's libuv1-dev, found through pkg-config.
@@ -37,10 +38,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The daemon (`drover serve`) and its client: a thin layer over the core.
+        // The daemon (`drover serve`) and its client: a thin layer over the core. Its metrics
+        // go through swift-prometheus (no Foundation, like the rest of the client).
         .target(
             name: "DroverDaemon",
-            dependencies: ["CLibUV", "CDroverSystem", "DroverCore", "DroverWire"]
+            dependencies: [
+                "CLibUV", "CDroverSystem", "DroverCore", "DroverWire",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         // `drover mcp`: the MCP tools over stdio, a client of the daemon.
         .target(

@@ -49,6 +49,7 @@ public final class ResultStore {
     private var flushWaiters = Waiters<() -> Void>()
     private var ownerBatches: [(sequence: UInt64, bytes: [String: Int])] = []
     private var unwritten: [String: Int] = [:]
+    private var unwrittenTotal = 0
 
     /// Called on the loop with every write that failed (a full disk, say).
     public var onWriteError: (FileError) -> Void = { error in
@@ -153,6 +154,7 @@ public final class ResultStore {
         if let owner {
             batchOwners[owner, default: 0] += bytes.count
             unwritten[owner, default: 0] += bytes.count
+            unwrittenTotal += bytes.count
         }
     }
 
@@ -170,6 +172,10 @@ public final class ResultStore {
 
     /// Bytes of `owner` handed to the store and not yet written.
     public func unwrittenBytes(of owner: String) -> Int { unwritten[owner] ?? 0 }
+
+    /// Task output handed to the store and not yet written, every task's together: the
+    /// writer's backlog (a slow or full disk shows here first).
+    public var unwrittenBytes: Int { unwrittenTotal }
 
     /// Runs `action` on the loop once every journal line so far that is not an end is durable.
     public func whenJournaled(_ action: @escaping () -> Void) {
@@ -242,6 +248,7 @@ public final class ResultStore {
                 let before = unwritten[owner] ?? 0
                 let after = before - bytes
                 unwritten[owner] = after > 0 ? after : nil
+                unwrittenTotal -= before - max(after, 0)
                 if before > drainedBelow && after <= drainedBelow { drained.append(owner) }
             }
         }

@@ -92,6 +92,9 @@ public final class Supervisor {
 
     /// A pool's cooldown began or ended (it is in events.jsonl too).
     public var onPoolEvent: ((PoolEvent) -> Void)?
+
+    /// Attempts, spawn times, retries and spending as they happen (the daemon's metrics).
+    public var onMeasure: ((SupervisorMeasure) -> Void)?
     var cooldownTimers: [String: LoopTimer] = [:]
 
     /// Spending against the config's budgets (SPEC 12), rebuilt from usage.jsonl.
@@ -455,7 +458,9 @@ public final class Supervisor {
             guard !draining, let task = tasks[grant.taskID] else { continue }
             guard admitsUnderBudgets(task, grant) else { continue }
             task.grant = grant
+            task.grantedAtNs = Clock.monotonicNs()
             running.insert(task.id)
+            onMeasure?(.attemptBegan(pool: grant.pool))
             task.feed(.slotGranted(slot: grant.slot))
         }
         startingGranted = false
@@ -519,6 +524,7 @@ public final class Supervisor {
     /// record of the attempt and of the wait follow. While the task's pool cools down for
     /// longer than `fallbackAfter`, the next attempt moves to a fallback model.
     func attemptEnded(_ task: TaskDriver, _ outcome: Outcome) {
+        onMeasure?(.retried(pool: task.pool.id, reason: outcome.reason))
         running.remove(task.id)
         dirty.remove(task.id)
         releaseReservation(of: task)

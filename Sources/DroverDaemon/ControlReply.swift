@@ -305,6 +305,21 @@ public struct StatsReply: ControlReply {
     }
 }
 
+/// `metrics`: the Prometheus text, as `GET /metrics` serves it.
+public struct MetricsReply: ControlReply {
+    public var text: String
+
+    public init(text: String) { self.text = text }
+
+    public init(frame: JSONObject) throws(FieldError) {
+        let fields = FieldReader(lenient: frame)
+        _ = try fields.frameType("ok")
+        text = try fields.required("text", fields.string)
+    }
+
+    public func frame() -> JSONObject { ["type": "ok", "text": .string(text)] }
+}
+
 public struct ShutdownReply: ControlReply {
     public var message: String
 

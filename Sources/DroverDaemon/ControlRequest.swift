@@ -19,11 +19,13 @@ public enum ControlRequest: Sendable {
     case restart(RestartRequest)
     case reload(ReloadRequest)
     case clean(CleanRequest)
+    case metrics(MetricsRequest)
 
     static let types = [
         LaunchRequest.type, StatusRequest.type, OutputRequest.type, CancelRequest.type, ContinueRequest.type, WaitRequest.type,
         LogsRequest.type, EventsRequest.type, ShutdownRequest.type, PingRequest.type, StatsRequest.type, RestartRequest.type,
         CleanRequest.type,
+        MetricsRequest.type,
     ]
 
     /// Reads a request frame; the error names the request type and the wrong member.
@@ -57,6 +59,7 @@ public enum ControlRequest: Sendable {
         case RestartRequest.type: .restart(try RestartRequest(decoding: members))
         case ReloadRequest.type: .reload(try ReloadRequest(decoding: members))
         case CleanRequest.type: .clean(try CleanRequest(decoding: members))
+        case MetricsRequest.type: .metrics(try MetricsRequest(decoding: members))
         default: nil
         }
     }
@@ -78,6 +81,7 @@ public enum ControlRequest: Sendable {
         case .stats(let call): call.json()
         case .reload(let call): call.json()
         case .clean(let call): call.json()
+        case .metrics(let call): call.json()
         }
     }
 }
@@ -467,4 +471,13 @@ public struct CleanRequest: ControlCall {
         if dryRun { object["dry_run"] = .bool(true) }
         return object
     }
+}
+
+/// The daemon's metrics in the Prometheus text format (README, "Metrics").
+public struct MetricsRequest: ControlCall {
+    public typealias Reply = MetricsReply
+    public static let type = "metrics"
+    public init() {}
+    public init(decoding members: JSONObject) throws(FieldError) { _ = try FieldReader(members, known: []) }
+    public func members() -> JSONObject { [:] }
 }

@@ -23,6 +23,7 @@ extension DaemonServer {
         case .restart(let request): restart(request, connection)
         case .reload(let request): reload(request, connection)
         case .clean(let request): clean(request, connection)
+        case .metrics: reply(connection, MetricsReply(text: String(decoding: metricsText(), as: UTF8.self)))
         }
     }
 

@@ -66,8 +66,13 @@ public final class DaemonServer {
     private var shutdownReplies: [ControlConnection] = []
     /// Control connections open now, held to `config.maxConnections`.
     private var openConnections = 0
+    let metrics = DaemonMetrics()
+    /// `GET /metrics` over HTTP, with `--metrics-listen`.
+    private var metricsServer: MetricsHTTPServer?
+    /// Where the metrics are served (the port the kernel chose, for port 0).
+    public var metricsAddress: ListenAddress? { metricsServer?.address }
 
-    public init(state: StateFolder, config: DroverConfig, launch: WorkerLaunch) throws(StartError) {
+    public init(state: StateFolder, config: DroverConfig, launch: WorkerLaunch, metricsListen: ListenAddress? = nil) throws(StartError) {
         self.state = state
         self.config = config
         do {
@@ -99,9 +104,19 @@ public final class DaemonServer {
         if let onComplete = config.onComplete { hook = CompletionHook(loop: loop, launch: launch, arguments: onComplete) }
         supervisor.onReport = { [unowned self] snapshot in self.reported(snapshot) }
         supervisor.onPoolEvent = { [unowned self] event in for listener in self.poolListeners.values { listener(event) } }
+        supervisor.onMeasure = { [metrics] measure in metrics.observe(measure) }
         supervisor.onTranscriptLine = { [unowned self] id, line in
             self.transcriptLines[id, default: 0] += 1
             if let listeners = self.transcriptListeners[id] { for listener in listeners.values { listener(line) } }
+        }
+        // Bound before anything else happens, so that a port in use changes nothing.
+        if let metricsListen {
+            do {
+                metricsServer = try MetricsHTTPServer(loop: loop, address: metricsListen) { [unowned self] in self.metricsText() }
+            } catch {
+                lock.release(state)
+                throw error
+            }
         }
         recover()
         sweepRetention()
@@ -186,6 +201,7 @@ public final class DaemonServer {
 
     private func reported(_ snapshot: TaskSnapshot) {
         if snapshot.status.isTerminal {
+            metrics.ended(snapshot)
             if let waiters = endWaiters.removeValue(forKey: snapshot.id) { for waiter in waiters { waiter(snapshot) } }
             transcriptListeners[snapshot.id] = nil
             hook?.run(for: snapshot)
@@ -297,13 +313,18 @@ public final class DaemonServer {
         if let connection { shutdownReplies.append(connection) }
         guard !shuttingDown else { return }
         shuttingDown = true
-        uv_close(asHandle(listener)) { UnsafeMutableRawPointer($0!).deallocate() }
-        unlink(state.socket)
+        shutdownListener()
+        metricsServer?.close()
         supervisor.stopStartingTasks()
         for id in supervisor.openTaskIDs where supervisor.snapshot(id)?.status == .running {
             supervisor.cancel(id, reason: .shutdown, message: "the daemon shut down")
         }
         if supervisor.runningCount == 0 { finishShutdown() }
+    }
+
+    private func shutdownListener() {
+        uv_close(asHandle(listener)) { UnsafeMutableRawPointer($0!).deallocate() }
+        unlink(state.socket)
     }
 
     private func finishShutdown() {

@@ -13,13 +13,25 @@ struct ServeCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
+    @Option(name: .customLong("metrics-listen"), help: ArgumentHelp(
+        "Serve GET /metrics (Prometheus) over HTTP here: PORT (on 127.0.0.1), HOST:PORT or [IPv6]:PORT; port 0 picks a free one.",
+        valueName: "address"))
+    var metricsListen: String?
+
+    func validate() throws {
+        if let metricsListen {
+            do { _ = try ListenAddress(parsing: metricsListen) } catch { throw ValidationError(error.description) }
+        }
+    }
+
     func run() throws {
         let supervision = startSupervising()
         let config = try common.loadSupervisingConfig()
         let state = StateFolder(explicit: common.stateDirectory, environment: ProcessEnvironment.current())
+        let metricsAddress = metricsListen.flatMap { try? ListenAddress(parsing: $0) }  // checked in validate()
         let server: DaemonServer
         do {
-            server = try DaemonServer(state: state, config: config, launch: defaultLaunch())
+            server = try DaemonServer(state: state, config: config, launch: defaultLaunch(), metricsListen: metricsAddress)
         } catch {
             Terminal.error("drover: \(error)")
             throw ExitCode(error.exitCode)
@@ -27,6 +39,7 @@ struct ServeCommand: ParsableCommand {
         // stderr is daemon.log when autostarted: every line from here on has its time and level.
         DroverLog.stampLines()
         DroverLog.logger.info("serving \(state.path) (pid \(getpid())); \(supervision.summary)")
+        if let address = server.metricsAddress { DroverLog.logger.info("metrics at http://\(address)/metrics") }
         let status = server.run()
         if status != 0 { throw ExitCode(status) }
     }

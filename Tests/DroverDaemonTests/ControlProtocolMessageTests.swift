@@ -32,7 +32,7 @@ import Testing
         .continue(ContinueRequest(session: "ses_00000001", prompt: "more", description: "d")),
         .wait(WaitRequest(.all, timeoutMs: 100)), .wait(WaitRequest(.ids(["bg_00000001"]))),
         .logs(LogsRequest(id: "bg_00000001", follow: true)), .events(EventsRequest(follow: true)),
-        .shutdown(ShutdownRequest()), .ping(PingRequest()), .stats(StatsRequest()),
+        .shutdown(ShutdownRequest()), .ping(PingRequest()), .stats(StatsRequest()), .metrics(MetricsRequest()),
     ]
 
     @Test(arguments: requests)
@@ -58,7 +58,7 @@ import Testing
             TasksReply(tasks: [task, task]),
             OutputReply(task: task, result: "the answer"), OutputReply(task: task, result: nil, timedOut: true),
             CancelReply(tasks: [task], cancelled: [], alreadyEnded: ["bg_00000001"]),
-            PingReply(pid: 42), ShutdownReply(message: "stopped"),
+            PingReply(pid: 42), ShutdownReply(message: "stopped"), MetricsReply(text: "# TYPE drover_tasks gauge\ndrover_tasks 1.0\n"),
             StatsReply(pid: 1, running: 2, pending: 3, slotsInUse: 2, tasks: 9, pools: [.init(id: "key:x", limit: 5, running: 2, waiting: 3)], openDescriptors: 12, baselineDescriptors: 10),
             WaitFrame.progress(WaitCounts()), WaitFrame.finished(WaitCounts(), tasks: [task], timedOut: true),
             LogsFrame.lines("a\nb\n"), LogsFrame.end,

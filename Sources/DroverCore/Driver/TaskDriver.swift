@@ -34,6 +34,8 @@ final class TaskDriver {
     /// Members of the task's first journal line (a batch row's identity).
     let journalTags: JSONObject
     var grant: SlotGrant?
+    /// When the slot of the attempt now starting was granted (monotonic ns).
+    var grantedAtNs: UInt64 = 0
     /// The pool its next attempt counts against (a fallback model's, after a move).
     var pool: PoolAssignment
     /// Its folder has been asked for (it is made with the batch of its first file).
@@ -192,6 +194,9 @@ final class TaskDriver {
             // Timers count from after the spawn: a ttl never ends a task before started_at + ttl.
             supervisor.loop.refreshTime()
             supervisor.onTrace?(id, .spawned)
+            if let measure = supervisor.onMeasure {
+                measure(.workerSpawned(pool: pool.id, seconds: Double(Clock.monotonicNs() - grantedAtNs) / 1e9))
+            }
             feed(.spawned(pid: started.child.pid))
         }
     }

@@ -10,7 +10,8 @@ extension Supervisor {
         let usage = TaskUsage(figures, price: price)
         let line = UsageLine(atMs: Clock.wallMs(), taskID: record.id, attempt: record.attempt, agent: record.agent,
                              provider: record.provider, model: record.model, totals: usage)
-        budgets.record(line)
+        let added = budgets.record(line)
+        if !added.isZero { onMeasure?(.spent(provider: record.provider, model: record.model, added)) }
         store.append(store.root + "/usage.jsonl", line.line)
         task.feed(.usage(usage))
         guard !budgets.isEmpty else { return }
