@@ -12,7 +12,7 @@ struct Drover: ParsableCommand {
             DemoCommand.self, RunCommand.self, ServeCommand.self, LaunchCommand.self, StatusCommand.self, OutputCommand.self,
             CancelCommand.self, ContinueCommand.self, RestartCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
             DiffCommand.self, ApplyCommand.self, DiscardCommand.self,
-            McpCommand.self, StatsCommand.self, UsageCommand.self,
+            McpCommand.self, StatsCommand.self, UsageCommand.self, TopCommand.self,
             HookCommand.self,
         ]
     )
