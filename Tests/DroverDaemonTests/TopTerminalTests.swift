@@ -73,8 +73,10 @@ final class TmuxServer {
         var section = ""
         for line in screen.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
             for name in ["RUNNING", "PENDING", "ENDED"] where line.hasPrefix("  \(name) ") { section = name }
-            let words = line.split(separator: " ")
-            guard let first = words.first(where: { $0 != ">" }), TaskIdentifiers.isTaskID(String(first)) else { continue }
+            // A task's row: the selection marker or a space, a space, the id (not the footer).
+            guard line.hasPrefix("> ") || line.hasPrefix("  ") else { continue }
+            let first = line.dropFirst(2).prefix { $0 != " " }
+            guard TaskIdentifiers.isTaskID(String(first)) else { continue }
             found[String(first)] = (section, line)
         }
         return found
@@ -112,7 +114,7 @@ final class TmuxServer {
         defer { tmux.kill() }
         let top = "\(droverExecutable) top --state-dir \(d.state) --config \(d.config)"
         try tmux.start(session: "top", width: 80, height: 24,
-                       command: "stty -g > \(d.folder)/stty.before; \(top); echo TOP-EXIT=$?; stty -g > \(d.folder)/stty.after")
+                       command: "stty -g > \(d.folder)/stty.before; \(top) 2> \(d.folder)/top.err; echo TOP-EXIT=$? > \(d.folder)/top.exit; stty -g > \(d.folder)/stty.after")
 
         // What it shows is what status says.
         var seen = tmux.waitForScreen("top") { (try? Self.matchesStatus($0, d)) ?? false }
@@ -151,29 +153,31 @@ final class TmuxServer {
         try tmux.run(["resize-window", "-t", "top", "-x", "100", "-y", "30"])
         seen = tmux.waitForScreen("top") { screen in
             let lines = screen.split(separator: "\n", omittingEmptySubsequences: false)
-            return lines.count >= 30 && lines[0].count == 100 && lines[0].hasSuffix(" UTC") && lines[29].contains("q quit")
+            return lines.count >= 30 && lines[0].count == 100 && lines[0].hasSuffix(" UTC") && lines[29].contains("\(beta) cancelled")
         }
         #expect(seen.ok, "top did not redraw at 100×30:\n\(seen.screen)")
 
         // q quits: the normal screen is back, and the terminal's settings are as they were.
         try tmux.run(["send-keys", "-t", "top", "q"])
-        seen = tmux.waitForScreen("top") { $0.contains("TOP-EXIT=0") }
-        #expect(seen.ok, "q did not end top with status 0:\n\(seen.screen)")
-        #expect(!seen.screen.contains("RUNNING"), "the alternate screen was not left:\n\(seen.screen)")
+        #expect(eventually(withinMs: 10_000) { readText(d.folder + "/top.exit") == "TOP-EXIT=0\n" }, "q did not end top with status 0")
+        seen = tmux.waitForScreen("top") { !$0.contains("RUNNING") }
+        #expect(seen.ok, "the alternate screen was not left:\n\(seen.screen)")
         #expect(tmux.format("top", "#{alternate_on}") == "0")
         #expect(eventually { FileSystem.exists(d.folder + "/stty.after") })
         #expect(readText(d.folder + "/stty.before") == readText(d.folder + "/stty.after"), "the terminal's settings were not restored")
 
         // A daemon that dies: top gives the terminal back, says so and exits 5.
-        try tmux.start(session: "top2", width: 80, height: 24, command: "\(top); echo TOP-EXIT=$?")
+        try tmux.start(session: "top2", width: 80, height: 24, command: "\(top) 2> \(d.folder)/top2.err; echo TOP-EXIT=$? > \(d.folder)/top2.exit")
         seen = tmux.waitForScreen("top2") { (try? Self.matchesStatus($0, d)) ?? false }
         #expect(seen.ok, "the second top does not match drover status --json:\n\(seen.screen)")
         let workers = [alpha, gamma].compactMap { try? d.task($0)["pid"]?.intValue }.map { Int32($0) }
         #expect(workers.count == 2)
         let daemon = try #require(d.daemonPid)
         kill(daemon, SIGKILL)
-        seen = tmux.waitForScreen("top2") { $0.contains("drover top: the daemon stopped") && $0.contains("TOP-EXIT=5") }
-        #expect(seen.ok, "top did not end with the daemon:\n\(seen.screen)")
+        #expect(eventually(withinMs: 10_000) { readText(d.folder + "/top2.exit") == "TOP-EXIT=5\n" }, "top did not end with the daemon")
+        #expect(readText(d.folder + "/top2.err").hasPrefix("drover top: the daemon stopped"), "top2.err: \(readText(d.folder + "/top2.err"))")
+        seen = tmux.waitForScreen("top2") { !$0.contains("RUNNING") }
+        #expect(seen.ok, "the alternate screen was not left:\n\(seen.screen)")
         #expect(tmux.format("top2", "#{alternate_on}") == "0")
         #expect(eventually { !Processes.isAlive(daemon) && workers.allSatisfy { !Processes.isAlive($0) } }, "the daemon or its workers survived")
     }
