@@ -58,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverCore", "DroverDaemon", "DroverMCP",
+                "CDroverSystem", "DroverCore", "DroverDaemon", "DroverMCP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -177,6 +177,42 @@ public final class ControlClient {
         }
     }
 
+    // MARK: several connections at once
+
+    /// The socket, for a client that waits on several connections and its terminal at once
+    /// with poll(2) (`drover top`).
+    public var descriptor: Int32 { fd }
+
+    /// What has arrived, for a caller that polls `descriptor`: one read(2) (which does not
+    /// block once poll(2) said the socket is readable), then the answers it completes, each
+    /// checked as `next(answering:)` does. `closed` once the daemon has hung up.
+    public func receiveAvailable<Call: ControlCall>(answering call: Call.Type) throws(ClientError) -> (replies: [Call.Reply], closed: Bool) {
+        var closed = false
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno != EINTR && errno != EAGAIN {
+            throw ClientError(message: "lost the connection to the daemon: \(String(cString: strerror(errno)))", exitCode: 5)
+        }
+        if n == 0 { closed = true }
+        if n > 0 { buffer.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        var replies: [Call.Reply] = []
+        while true {
+            let frame: JSONObject
+            do {
+                guard let next = try decoder.next() else { break }
+                frame = next.object
+            } catch {
+                throw ClientError(message: "bad answer from the daemon: \(error)", exitCode: 5)
+            }
+            try Self.check(frame)
+            do {
+                replies.append(try Call.Reply(frame: frame))
+            } catch {
+                throw ClientError(message: "bad answer from the daemon to \(Call.type): \(error.message)", exitCode: 5)
+            }
+        }
+        return (replies, closed)
+    }
+
     /// Sends a request frame and returns its single answer, turning an "error" answer into
     /// a ClientError with the daemon's exit status. For tools that build frames by hand.
     public func call(_ request: JSONObject) throws(ClientError) -> JSONObject {

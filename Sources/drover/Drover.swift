@@ -13,7 +13,7 @@ struct Drover: ParsableCommand {
             CancelCommand.self, ContinueCommand.self, RestartCommand.self, WaitCommand.self, LogsCommand.self, EventsCommand.self, ShutdownCommand.self,
             ReloadCommand.self,
             DiffCommand.self, ApplyCommand.self, DiscardCommand.self, CleanCommand.self,
-            McpCommand.self, StatsCommand.self, UsageCommand.self, MetricsCommand.self,
+            McpCommand.self, StatsCommand.self, UsageCommand.self, MetricsCommand.self, TopCommand.self,
             HookCommand.self,
         ]
     )

@@ -55,4 +55,8 @@ extern const int drover_o_path;
 // -1 with errno set (ENOSYS where the kernel has no openat2).
 int drover_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
+// The size of the terminal on fd (TIOCGWINSZ; ioctl is variadic, which Swift cannot call).
+// 0 on success.
+int drover_terminal_size(int fd, int *rows, int *columns);
+
 #endif
