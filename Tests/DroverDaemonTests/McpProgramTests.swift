@@ -21,7 +21,7 @@ import Testing
         let pid = try spawnChild(["/usr/bin/ldd", droverExecutable], output: .file(folder + "/ldd"), stderr: folder + "/ldd.err")
         #expect(waitForExit(pid) == 0, "ldd failed: \(readText(folder + "/ldd.err"))")
         let libraries = readText(folder + "/ldd").split(separator: "\n").compactMap { line in
-            line.split(separator: " ", omittingEmptySubsequences: true).first.map(String.init)
+            line.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init)
         }
         #expect(libraries.contains("libswiftCore.so"), "not the libraries of a Swift program: \(libraries)")
         for library in Self.foundationLibraries {
