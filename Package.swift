@@ -64,10 +64,7 @@ let package = Package(
             dependencies: [
                 "DroverCore", "DroverMCP", "DroverWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            // With --static-swift-stdlib, FoundationNetworking's static library needs libcurl;
-            // named by its soname, so the runtime package (libcurl4) is enough, no -dev one.
-            linkerSettings: [.unsafeFlags(["-Xlinker", "-l:libcurl.so.4"])]
+            ]
         ),
         .executableTarget(
             name: "drover",

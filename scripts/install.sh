@@ -8,7 +8,6 @@
 #    its ExecStart naming PREFIX/bin/drover (then: systemctl --user daemon-reload &&
 #    systemctl --user enable --now drover).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 systemd_user=false
 prefix=/usr/local
@@ -24,27 +23,27 @@ case "$prefix" in
   /*) ;;
   *) prefix="$PWD/$prefix" ;;
 esac
+cd "$(dirname "$0")/.."
 
-# drover, drover-warden, drover-mock-agent, drover-limits and drover-adapter have no Foundation
-# and link the standard library statically. drover-mcp is the one that loads Foundation: its
-# static link needs libcurl's static library and the libraries curl links against, which
-# Debian's libcurl4-openssl-dev ships only as shared libraries, so drover-mcp is built apart
-# and keeps the toolchain's Foundation libraries.
-programs=(drover drover-warden drover-mock-agent drover-limits drover-adapter)
-for program in "${programs[@]}"; do
-  swift build -c release --static-swift-stdlib --product "$program"
-done
-swift build -c release --product drover-mcp
+# Every program links the Swift standard library statically. drover-mcp (the MCP server)
+# also links Foundation statically, whose networking part needs libcurl's development
+# files to link (Debian: libcurl4-openssl-dev); it then loads the system's libcurl.so.4.
+if [ ! -f /usr/include/curl/curl.h ] && [ ! -f /usr/include/x86_64-linux-gnu/curl/curl.h ]; then
+  echo "install.sh: drover-mcp needs libcurl's development files to link: apt-get install libcurl4-openssl-dev" >&2
+  exit 2
+fi
+programs=(drover drover-warden drover-mock-agent drover-limits drover-adapter drover-mcp)
+swift build -c release --static-swift-stdlib
 bin=$(swift build -c release --show-bin-path)
 
 install -d "$prefix/bin" "$prefix/share/drover/python/examples" "$prefix/share/doc/drover"
-for program in "${programs[@]}" drover-mcp; do
+for program in "${programs[@]}"; do
   install -m 755 "$bin/$program" "$prefix/bin/$program"
 done
 install -m 755 workers/python/drover_worker.py workers/python/drover_model_api.py "$prefix/share/drover/python/"
 install -m 755 workers/python/examples/word_count.py "$prefix/share/drover/python/examples/"
 install -m 644 README.md "$prefix/share/doc/drover/README.md"
-echo "installed drover ${programs[*]:1} drover-mcp into $prefix/bin"
+echo "installed ${programs[*]} into $prefix/bin"
 echo "installed the Python worker modules into $prefix/share/drover/python"
 
 if $systemd_user; then
