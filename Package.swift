@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "drover-limits", targets: ["drover-limits"]),
         .executable(name: "drover-warden", targets: ["drover-warden"]),
         .executable(name: "drover-adapter", targets: ["drover-adapter"]),
+        .executable(name: "drover-mcp", targets: ["drover-mcp"]),
         .library(name: "DroverCore", targets: ["DroverCore"]),
     ],
     dependencies: [
@@ -47,20 +48,38 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        // `drover mcp`: the MCP tools over stdio, a client of the daemon.
+        // What drover tells an agent session about the tasks it launched: the ending lines of
+        // MCP answers and the Claude Code hook (`drover hook claude`). No Foundation, so the
+        // hook starts as fast as every other drover command.
+        .target(
+            name: "DroverTaskNotices",
+            dependencies: ["DroverCore", "DroverDaemon", "DroverWire"]
+        ),
+        // The MCP tools over stdio, a client of the daemon. The MCP SDK needs Foundation, so
+        // the server is a program of its own, drover-mcp, which `drover mcp` execs.
         .target(
             name: "DroverMCP",
             dependencies: [
-                "DroverCore", "DroverDaemon", "DroverWire",
+                "DroverCore", "DroverDaemon", "DroverTaskNotices", "DroverWire",
                 .product(name: "MCP", package: "swift-sdk"),
+            ]
+        ),
+        .executableTarget(
+            name: "drover-mcp",
+            dependencies: [
+                "DroverCore", "DroverMCP", "DroverWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "CDroverSystem", "DroverCore", "DroverDaemon", "DroverMCP",
+                "CDroverSystem", "DroverCore", "DroverDaemon", "DroverTaskNotices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // Position-dependent: the loader then has no relative relocations to apply, which
+            // were a third of a client command's start (bench/client.sh).
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
         // Applies a task's resource limits, then execs its worker (posix_spawn has no hook
         // between fork and exec).

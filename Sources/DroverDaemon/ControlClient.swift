@@ -87,7 +87,8 @@ public final class ControlClient {
         } catch {
             throw ClientError(message: error.description, exitCode: 5)
         }
-        let program = FileSystem.executablePath()
+        // The drover beside this program: drover itself, or the one drover-mcp is installed with.
+        let program = FileSystem.executableDirectory() + "/drover"
         let devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         let log = open(state.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer {

@@ -1,5 +1,6 @@
 import DroverCore
 import DroverDaemon
+import DroverTaskNotices
 import DroverWire
 import MCP
 import Synchronization

@@ -1,11 +1,12 @@
 import DroverCore
+import DroverTaskNotices
 import MCP
 
 /// The three tools of SPEC section 9, described for the model that will call them.
 enum DelegationTools {
-    static let delegateTask = "delegate_task"
-    static let backgroundOutput = "background_output"
-    static let backgroundCancel = "background_cancel"
+    static let delegateTask = DroverToolNames.delegateTask
+    static let backgroundOutput = DroverToolNames.backgroundOutput
+    static let backgroundCancel = DroverToolNames.backgroundCancel
 
     /// The longest a `background_output` call may block (SPEC section 9).
     static let maxTimeoutMs = 600_000

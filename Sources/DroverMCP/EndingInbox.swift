@@ -1,3 +1,4 @@
+import DroverTaskNotices
 import Synchronization
 
 /// The ends of the server's tasks that its next tool answer reports, each once. Many

@@ -18,7 +18,7 @@ struct Drover: ParsableCommand {
         ]
     )
 
-    static let version = "0.4.0"
+    static let version = DroverVersion.text
 
     static func main() {
         ProcessSetup.unblockSignals()

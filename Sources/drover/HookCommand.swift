@@ -1,6 +1,6 @@
 import ArgumentParser
 import DroverCore
-import DroverMCP
+import DroverTaskNotices
 import DroverWire
 import Glibc
 

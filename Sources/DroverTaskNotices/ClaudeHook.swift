@@ -38,7 +38,6 @@ public struct ClaudeHook {
 
     static let endedHeading = "drover: background tasks of this Claude session ended:"
     static let openHeading = "drover: background tasks of this Claude session have not ended yet:"
-    static let droverTools = [DelegationTools.delegateTask, DelegationTools.backgroundOutput, DelegationTools.backgroundCancel]
 
     /// What to print for this event; nil for nothing.
     public mutating func respond(to input: ClaudeHookInput) throws(ClaudeHookError) -> ClaudeHookOutput? {
@@ -136,7 +135,7 @@ public struct ClaudeHook {
 
     /// `mcp__SERVER__delegate_task` and the like, whatever the server is called.
     static func isDroverTool(_ name: String) -> Bool {
-        name.hasPrefix("mcp__") && droverTools.contains { name.hasSuffix("__" + $0) }
+        name.hasPrefix("mcp__") && DroverToolNames.all.contains { name.hasSuffix("__" + $0) }
     }
 
     /// The tasks by id; nil when no daemon answers (the session goes on untold).
