@@ -77,9 +77,6 @@ let package = Package(
                 "CDroverSystem", "DroverCore", "DroverDaemon", "DroverTaskNotices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            // Position-dependent: the loader then has no relative relocations to apply, which
-            // were a third of a client command's start (bench/client.sh).
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
         // Applies a task's resource limits, then execs its worker (posix_spawn has no hook
         // between fork and exec).

@@ -321,7 +321,8 @@ import Testing
         try FileSystem.makeDirectories(results)
         chmod(results, 0o775)
         try FileSystem.writeFile(d.folder + "/m.jsonl", Array(#"{"command": ["/bin/true"]}"#.utf8))
-        let run = try d.run(["run", d.folder + "/m.jsonl", "--results", results])
+        // `drover run` takes no --state-dir (d.run would add it): the results folder is its folder.
+        let run = try runDrover(["run", d.folder + "/m.jsonl", "--results", results, "--config", d.config], in: d.folder)
         #expect(run.status == 2 && run.stderr.contains(results), "\(run.stderr)")
         #expect(FileSystem.list(results).isEmpty)
     }
