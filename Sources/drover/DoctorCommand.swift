@@ -147,7 +147,7 @@ struct DoctorCommand: ParsableCommand {
     func cgroupCheck() -> Check {
         switch SupervisorCgroup.probe() {
         case .created(let path):
-            return Check(name: "cgroup delegation", ok: true, detail: "can make task cgroups under \(path)", fix: nil)
+            return Check(name: "cgroup delegation", ok: true, detail: "can make task cgroups under \((path as NSString).deletingLastPathComponent)", fix: nil)
         case .unavailable(let reason):
             // Not fatal for drover (tasks still run), but their memory and CPU are then not limited per task.
             return Check(name: "cgroup delegation", ok: false, detail: reason,
