@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverDaemon
 import DroverWire
 import Foundation
 
@@ -61,6 +62,7 @@ struct DoctorCommand: ParsableCommand {
         }
         checks.append(cgroupCheck())
         checks.append(spaceCheck(state.path))
+        if let daemon = daemonCheck(state, environment: environment) { checks.append(daemon) }
 
         let failed = checks.filter { !$0.ok && !$0.advisory }
         if common.json {
@@ -142,6 +144,28 @@ struct DoctorCommand: ParsableCommand {
             }
         }
         return checks
+    }
+
+    /// A running daemon's config against the one this client would name (read-only: its stats).
+    func daemonCheck(_ state: StateFolder, environment: [String: String]) -> Check? {
+        guard FileSystem.exists(state.socket) else { return nil }
+        let stats: StatsReply
+        do {
+            let client = try ControlClient.connect(state: state, autostart: false)
+            stats = try client.call(StatsRequest())
+        } catch {
+            return Check(name: "daemon", ok: false, detail: error.message,
+                         fix: "remove the stale socket \(state.socket) if no daemon runs, or see \(state.log)")
+        }
+        let mine = ConfigIdentity.named(explicitPath: common.configFile, environment: environment)
+        guard let theirs = stats.config else {
+            return Check(name: "daemon config", ok: true, detail: "daemon \(stats.pid) does not report its config", fix: nil)
+        }
+        let ok = theirs == mine
+        let describe = { (identity: ConfigIdentity) in identity.path ?? "the built-in defaults" }
+        return Check(name: "daemon config", ok: ok,
+                     detail: ok ? "daemon \(stats.pid) runs \(describe(theirs))" : "daemon \(stats.pid) runs \(describe(theirs)), this client names \(describe(mine))\(theirs.path == mine.path ? " (edited since it was loaded)" : "")",
+                     fix: "drover reload\(common.configFile.map { " --config " + FileSystem.absolute($0) } ?? "") (or drover shutdown, and the next command starts one on this config)")
     }
 
     func cgroupCheck() -> Check {

@@ -185,6 +185,22 @@ import Testing
         #expect(lines.count == 1 && lines[0].contains("bwrap") && lines[0].contains("install bubblewrap"), "\(result.stdout)")
     }
 
+    @Test func doctorComparesARunningDaemonsConfigWithTheClients() throws {
+        let d = try DaemonFixture()
+        let id = try d.launch("@result hi")
+        _ = try d.ok(["wait", id, "--timeout", "20s"])
+        let same = try d.run(["doctor"])
+        let line = same.stdout.split(separator: "\n").first { $0.contains("daemon config") }
+        #expect(line?.hasPrefix("ok") == true && line?.contains(d.config) == true, "\(same.stdout)")
+        // Edited since the daemon loaded it: the digests differ.
+        try FileSystem.writeFile(d.config, try FileSystem.read(d.config) + Array("\n// edited\n".utf8))
+        let edited = try d.run(["doctor"])
+        #expect(edited.status == 1)
+        let failed = edited.stdout.split(separator: "\n").first { $0.contains("daemon config") }
+        #expect(failed?.hasPrefix("FAIL") == true && failed?.contains("edited since it was loaded") == true
+                && failed?.contains("drover reload --config \(d.config)") == true, "\(edited.stdout)")
+    }
+
     @Test func eachSnippetParsesAsItsClientsFormat() throws {
         let program = "/opt/drover/bin/drover"
         let arguments = ["mcp", "--state-dir", "/home/a \"b\"/state"]
