@@ -246,6 +246,8 @@ public struct StatsReply: ControlReply {
     public var licenses: [JSONObject]?
     /// Why the licenses could not be read.
     public var clusterProblem: String?
+    /// The config in force (file and digest), for `drover doctor` to compare with the client's.
+    public var config: ConfigIdentity?
 
     public init(pid: Int, running: Int, pending: Int, slotsInUse: Int, tasks: Int, pools: [Pool], openDescriptors: Int, baselineDescriptors: Int,
                 budgets: [JSONObject] = []) {
@@ -276,6 +278,10 @@ public struct StatsReply: ControlReply {
         budgets = (try fields.array("budgets") ?? []).compactMap(\.objectValue)
         licenses = try fields.array("licenses")?.compactMap(\.objectValue)
         clusterProblem = try fields.string("cluster_problem")
+        if let identity = try fields.object("config") {
+            let member = FieldReader(lenient: identity)
+            config = ConfigIdentity(path: try member.string("path"), digest: try member.string("digest"))
+        }
         pools = []
         for (index, item) in (try fields.required("pools", fields.array)).enumerated() {
             guard case .object(let object) = item else { throw fields.mismatch("pools[\(index)]", "an object", item) }
@@ -301,6 +307,9 @@ public struct StatsReply: ControlReply {
             "budgets": .array(budgets.map { .object($0) })]
         if let licenses { frame["licenses"] = .array(licenses.map { .object($0) }) }
         if let clusterProblem { frame["cluster_problem"] = .string(clusterProblem) }
+        if let config {
+            frame["config"] = ["path": config.path.map { .string($0) } ?? .null, "digest": config.digest.map { .string($0) } ?? .null]
+        }
         return frame
     }
 }

@@ -76,6 +76,7 @@ extension DaemonServer {
             tasks: knownTaskIDs.count, pools: pools, openDescriptors: FileSystem.list("/proc/self/fd").count - 1,
             baselineDescriptors: baselineDescriptors, budgets: supervisor.budgets.standings(nowMs: wallMs).map(\.json))
         let config = supervisor.config
+        answer.config = config.identity
         let usesSlurm = config.launcher?.slurm != nil || config.agents.values.contains { $0.launcher?.slurm != nil }
         guard usesSlurm else { return reply(connection, answer) }
         // The cluster's licenses, from scontrol (a child on the loop, which goes on meanwhile).

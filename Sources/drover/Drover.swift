@@ -15,6 +15,7 @@ struct Drover: ParsableCommand {
             DiffCommand.self, ApplyCommand.self, DiscardCommand.self, CleanCommand.self,
             McpCommand.self, StatsCommand.self, UsageCommand.self, MetricsCommand.self, TopCommand.self,
             HookCommand.self,
+            InitCommand.self, DoctorCommand.self,
         ]
     )
 

@@ -1,0 +1,58 @@
+import DroverCore
+import DroverTestSupport
+import DroverWire
+import Glibc
+import Testing
+
+/// The roles `drover init` writes, run with the real Claude Code against the fake Anthropic
+/// API: what each role's request offers the model.
+@Suite(.serialized) struct InitRoleToolsTests {
+    @Test func exploreOffersOnlyReadOnlyToolsAndLibrarianAWebTool() throws {
+        let f = try RealAgentFixture()
+        let api = try FakeAnthropic(folder: f.folder, script: #"[{"times": 4, "text": "Found it."}]"#)
+        f.services.append(api.pid)
+        f.keptAlive.append(api)
+        let claude = try RealCLIs.claude()
+        // init with the real claude on its PATH, in a home of its own.
+        let bin = f.folder + "/init-bin"
+        let home = f.folder + "/init-home"
+        try FileSystem.makeDirectories(bin)
+        try FileSystem.makeDirectories(home)
+        #expect(symlink(claude, bin + "/claude") == 0)
+        let initRun = try runDrover(["init"], in: f.folder, environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
+        #expect(initRun.status == 0, "\(initRun.stderr)")
+        let written = try ConfigLoader.load(file: home + "/.config/drover/config.jsonc")
+
+        // Doctor reports the real CLI's version.
+        try FileSystem.makeDirectories(f.folder + "/doctor-state")
+        let doctor = try runDrover(["doctor", "--state-dir", f.folder + "/doctor-state"], in: f.folder,
+                                   environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
+        #expect(doctor.stdout.contains("agent explore CLI: \(bin)/claude (\(RealCLIs.claudeVersion) (Claude Code))"), "\(doctor.stdout)")
+
+        // The roles' commands as written, run here without the sandbox and against the fake API.
+        let environment = RealAgentFixture.envJSON(claudeEnvironment(home: f.home, api: api))
+        let agents = try ["explore", "librarian"].map { role -> String in
+            var command = try #require(written.agents[role]?.command)
+            command.insert(contentsOf: ["--program", claude], at: 2)
+            let argv = JSONWriter.string(.array(command.map { .string($0) }))
+            return "\"\(role)\": { \"command\": \(argv), \"provider\": \"anthropic\", \"env\": \(environment), \"stablePolls\": 0 }"
+        }
+        try f.writeConfig(agents: agents.joined(separator: ",\n"), settings: "\"killGrace\": \"3s\", \"retries\": 0")
+        let (outcome, tasks) = try f.run([("explore", "Find where sessions are stored."), ("librarian", "How is the MCP config documented?")])
+        #expect(outcome.status == 0, "\(outcome.stdout) \(outcome.stderr)")
+        #expect(tasks[1]?["status"] == "completed" && tasks[2]?["status"] == "completed", "\(tasks)")
+
+        func toolNames(asked prompt: String) -> Set<String> {
+            let request = api.requests().first { api.userText(ofRequest: $0).contains(prompt) }
+            let tools = request?["body"]?.objectValue?["tools"]?.arrayValue ?? []
+            return Set(tools.compactMap { $0.objectValue?["name"]?.stringValue })
+        }
+        let explore = toolNames(asked: "Find where sessions are stored.")
+        // DeferredToolPlaceholder is Claude Code 2.1's stand-in for deferred (MCP) tools, not a tool the model can call.
+        #expect(!explore.isEmpty && explore.isSubset(of: ["Read", "Grep", "Glob", "DeferredToolPlaceholder"]), "explore's tools: \(explore)")
+        let librarian = toolNames(asked: "How is the MCP config documented?")
+        #expect(librarian.contains("WebFetch") || librarian.contains { $0.lowercased().contains("web") }, "librarian's tools: \(librarian)")
+        #expect(librarian.isDisjoint(with: ["Bash", "Edit", "Write", "NotebookEdit"]), "librarian's tools: \(librarian)")
+        f.expectNoProcessLeft()
+    }
+}
