@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "drover-mcp",
             dependencies: [
-                "DroverCore", "DroverMCP", "DroverWire",
+                "DroverCore", "DroverDaemon", "DroverMCP", "DroverWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

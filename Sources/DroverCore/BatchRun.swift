@@ -243,7 +243,7 @@ public final class BatchRun {
         for row in rows {
             let s = row.snapshot
             // A raw command as a shell would read it back; an agent's task by its agent and description.
-            let command = (argvOfLine[row.line].flatMap { $0 }.map { $0.map(shellQuoted).joined(separator: " ") } ?? "\(s.agent): \(s.description)")
+            let command = (argvOfLine[row.line].flatMap { $0 }.map { shellLine($0) } ?? "\(s.agent): \(s.description)")
                 .replacingAll("\t", with: " ").replacingAll("\n", with: " ")
             text += "\(row.line)\t:\t\(seconds(s.startedMs ?? s.createdMs))\t\(seconds(s.durationMs ?? 0))\t0\t0\t\(s.exitCode ?? -1)\t\(s.signal ?? 0)\t\(command)\n"
         }

@@ -6,3 +6,8 @@ public func shellQuoted(_ word: String) -> String {
     }
     return plain ? word : "'" + word.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
 }
+
+/// Words as one command line for a person to paste into a shell.
+public func shellLine(_ words: [String]) -> String {
+    words.map(shellQuoted).joined(separator: " ")
+}

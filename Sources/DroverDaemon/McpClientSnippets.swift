@@ -31,9 +31,10 @@ public enum McpClientSnippets {
         }
     }
 
-    /// Claude Code's project `.mcp.json`: `{"mcpServers": {"drover": {"command", "args"}}}`.
+    /// Claude Code's project `.mcp.json`: `{"mcpServers": {"drover": {"type", "command", "args"}}}`,
+    /// as `claude mcp add --scope project` writes it.
     public static func claudeServers(program: String, arguments: [String]) -> String {
-        let server: JSONObject = ["command": .string(program), "args": .array(arguments.map { .string($0) })]
+        let server: JSONObject = ["type": "stdio", "command": .string(program), "args": .array(arguments.map { .string($0) })]
         return JSONWriter.string(["mcpServers": ["drover": .object(server)]])
     }
 

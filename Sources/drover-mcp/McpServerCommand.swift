@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverDaemon
 import DroverMCP
 import DroverWire
 import Foundation
@@ -15,8 +16,10 @@ struct McpServerCommand: ParsableCommand {
         abstract: "Serve the MCP tools delegate_task, background_output and background_cancel over stdio.",
         discussion: """
             A client of the daemon (started when needed, like every client command). Register it with an MCP client \
-            as the command `drover mcp`; see the README. `--print-config claude` prints the server entry for Claude \
-            Code's .mcp.json (or `claude --mcp-config FILE`) with this command's --state-dir and --config.
+            as the command `drover mcp`; see the README. `--print-config CLIENT` prints the server entry for that \
+            client with this command's --state-dir and --config: claude (Claude Code's .mcp.json, or `claude \
+            --mcp-config FILE`), codex (a table of ~/.codex/config.toml), opencode (opencode.json's "mcp" entry). \
+            Where it goes is said on stderr.
             """,
         version: DroverVersion.text
     )
@@ -34,12 +37,13 @@ struct McpServerCommand: ParsableCommand {
     @Flag(name: .customLong("no-autostart"), help: "Fail (exit 5) instead of starting a daemon when none answers.")
     var noAutostart = false
 
-    @Option(name: .customLong("print-config"), help: "Print the MCP server entry for this client (claude) and exit.")
+    @Option(name: .customLong("print-config"), help: "Print the MCP server entry for this client (claude, codex, opencode) and exit.")
     var printConfig: String?
 
     func validate() throws {
-        if let printConfig, printConfig != "claude" {
-            throw ValidationError("--print-config: \"\(printConfig)\" is not a client drover knows (claude)")
+        if let printConfig, McpClient(rawValue: printConfig) == nil {
+            let known = McpClient.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--print-config: \"\(printConfig)\" is not a client drover knows (\(known))")
         }
     }
 
@@ -62,14 +66,8 @@ struct McpServerCommand: ParsableCommand {
     }
 
     func run() throws {
-        if printConfig != nil {
-            // The command a client runs is `drover mcp`, drover being beside this program.
-            var arguments: [JSONValue] = ["mcp"]
-            if let stateDirectory { arguments += ["--state-dir", .string(FileSystem.absolute(stateDirectory))] }
-            if let configFile { arguments += ["--config", .string(FileSystem.absolute(configFile))] }
-            let drover = FileSystem.executableDirectory() + "/drover"
-            let server: JSONObject = ["command": .string(drover), "args": .array(arguments)]
-            print(JSONWriter.string(["mcpServers": ["drover": .object(server)]]))
+        if let printConfig, let client = McpClient(rawValue: printConfig) {
+            printSnippet(for: client)
             return
         }
         // The agent list in the tool description comes from the same config the daemon
@@ -98,6 +96,30 @@ struct McpServerCommand: ParsableCommand {
             }
         }
         dispatchMain()
+    }
+}
+
+extension McpServerCommand {
+    /// The client's entry on stdout (one document of its format, to redirect into its file);
+    /// on stderr where it goes and, for Claude Code, how to add the hooks.
+    func printSnippet(for client: McpClient) {
+        // The command a client runs is `drover mcp`, drover being beside this program.
+        let drover = FileSystem.executableDirectory() + "/drover"
+        var options: [String] = []
+        if let stateDirectory { options += ["--state-dir", FileSystem.absolute(stateDirectory)] }
+        if let configFile { options += ["--config", FileSystem.absolute(configFile)] }
+        let hookWords = [drover, "hook", "claude"] + options
+        let snippets = McpClientSnippets.snippets(for: client, program: drover, serverArguments: ["mcp"] + options,
+                                                  hookCommand: shellLine(hookWords))
+        let entry = snippets[0]
+        print(entry.text, terminator: entry.text.hasSuffix("\n") ? "" : "\n")
+        var guidance = "drover mcp: this goes in \(entry.destination)"
+        if client == .claude {
+            guidance += "; or run: claude mcp add --scope project drover -- \(shellLine([drover, "mcp"] + options))"
+            guidance += "\ndrover mcp: for notices of ended tasks, add to .claude/settings.json the hooks that "
+                + "`\(shellLine(hookWords + ["--print-settings"]))` prints"
+        }
+        printError(guidance)
     }
 }
 

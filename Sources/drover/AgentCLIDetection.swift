@@ -1,5 +1,4 @@
 import DroverCore
-import Foundation
 
 /// An agent CLI found on this machine.
 struct DetectedCLI {
@@ -48,28 +47,13 @@ enum AgentCLIDetection {
         return found
     }
 
-    /// `PROGRAM --version`, argv only, killed after `limit` seconds.
-    static func version(of program: String, environment: [String: String], limit: Double = 5) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = ["--version"]
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        do { try process.run() } catch { return nil }
-        if done.wait(timeout: .now() + limit) == .timedOut {
-            kill(-process.processIdentifier, SIGKILL)
-            process.terminate()
-            done.wait()
-            return nil
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        guard process.terminationStatus == 0, let text = String(data: data, encoding: .utf8) else { return nil }
-        let line = text.split(separator: "\n").first.map { $0.trimmingCharacters(in: .whitespaces) }
-        return line?.isEmpty == false ? line : nil
+    /// `PROGRAM --version`, argv only, killed after `limitMs`.
+    static func version(of program: String, environment: [String: String], limitMs: Int = 5000) -> String? {
+        guard let helper = HelperProgram(program, environment: environment) else { return nil }
+        let result = helper.runNow(["--version"], timeLimitMs: limitMs)
+        guard result.succeeded else { return nil }
+        guard let line = result.text.split(separator: "\n").first else { return nil }
+        let trimmed = line.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed()
+        return trimmed.isEmpty ? nil : String(trimmed)
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import DroverCore
 import DroverDaemon
 import DroverWire
-import Foundation
+import Glibc
 
 /// `drover doctor`: checks a setup, one line per check with the fix. Never starts a daemon.
 struct DoctorCommand: ParsableCommand {
@@ -15,7 +15,7 @@ struct DoctorCommand: ParsableCommand {
     @OptionGroup var common: CommonOptions
 
     /// The programs drover starts from its own folder.
-    static let companions = ["drover-warden", "drover-mock-agent", "drover-limits", "drover-adapter"]
+    static let companions = ["drover-warden", "drover-mock-agent", "drover-limits", "drover-adapter", "drover-mcp"]
 
     struct Check {
         let name: String
@@ -171,7 +171,7 @@ struct DoctorCommand: ParsableCommand {
     func cgroupCheck() -> Check {
         switch SupervisorCgroup.probe() {
         case .created(let path):
-            return Check(name: "cgroup delegation", ok: true, detail: "can make task cgroups under \((path as NSString).deletingLastPathComponent)", fix: nil)
+            return Check(name: "cgroup delegation", ok: true, detail: "can make task cgroups under \(FileSystem.dirname(of: path))", fix: nil)
         case .unavailable(let reason):
             // Not fatal for drover (tasks still run), but their memory and CPU are then not limited per task.
             return Check(name: "cgroup delegation", ok: false, detail: reason,
@@ -182,7 +182,7 @@ struct DoctorCommand: ParsableCommand {
     func spaceCheck(_ statePath: String) -> Check {
         var folder = statePath
         while !FileSystem.exists(folder), folder != "/" {
-            folder = (folder as NSString).deletingLastPathComponent
+            folder = FileSystem.dirname(of: folder)
             if folder.isEmpty { folder = "/" }
         }
         var info = statvfs()

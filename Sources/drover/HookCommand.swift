@@ -1,5 +1,6 @@
 import ArgumentParser
 import DroverCore
+import DroverDaemon
 import DroverTaskNotices
 import DroverWire
 import Glibc
@@ -48,7 +49,7 @@ struct ClaudeHookCommand: ParsableCommand {
 
     func run() {
         if printSettings {
-            Terminal.out(JSONWriter.string(.object(settings())))
+            Terminal.out(McpClientSnippets.claudeHooks(hookCommand: hookCommandLine()))
             return
         }
         alarm(Self.timeLimitSeconds)
@@ -98,18 +99,13 @@ struct ClaudeHookCommand: ParsableCommand {
         }
     }
 
-    /// `{"hooks": {...}}` running this very command with the same state folder and config.
-    private func settings() -> JSONObject {
+    /// This very command with the same state folder, config and limits, as Claude Code runs it.
+    private func hookCommandLine() -> String {
         var words = [FileSystem.executablePath(), "hook", "claude"]
         if let state = common.stateDirectory { words += ["--state-dir", FileSystem.absolute(state)] }
         if let config = common.configFile { words += ["--config", FileSystem.absolute(config)] }
         if let stopBlocks { words += ["--stop-blocks", stopBlocks] }
         if let stopWait { words += ["--stop-wait", stopWait] }
-        let hook: JSONValue = [["type": "command", "command": .string(words.map(shellQuoted).joined(separator: " ")), "timeout": 10]]
-        return ["hooks": [
-            "PostToolUse": [["matcher": "*", "hooks": hook]],
-            "UserPromptSubmit": [["hooks": hook]],
-            "Stop": [["hooks": hook]],
-        ]]
+        return shellLine(words)
     }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import DroverCore
 import DroverDaemon
 import DroverWire
-import Foundation
 
 /// `drover init`: a user config whose explore, librarian and oracle are real agents on the
 /// best CLI found here.
@@ -74,12 +73,10 @@ struct InitCommand: ParsableCommand {
         Terminal.out("next: drover doctor, then drover launch --agent explore --prompt \"Find where sessions are stored\" --wait")
     }
 
+    /// Now in UTC as `20261203T175012Z`: a file-name-safe form of the RFC 3339 time.
     static func timestamp() -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: Date())
+        let rfc3339 = Clock.rfc3339(ms: Clock.wallMs())  // 2026-12-03T17:50:12.123Z
+        return String(rfc3339.prefix(19).filter { $0 != "-" && $0 != ":" }) + "Z"
     }
 }
 
@@ -200,16 +197,18 @@ enum InitConfig {
                     + (role.web ? "web fetch and search allowed without asking; " : "") + "no shell, no edits.")
         case "codex", "codex-app-server":
             let effort = ["low", "medium", "high"][role.strength]
-            var args = ["--sandbox", "read-only", "--skip-git-repo-check",
-                        "-c", "developer_instructions=" + McpClientSnippets.tomlString(role.prompt),
-                        "-c", "model_reasoning_effort=\"\(effort)\""]
-            if role.web { args += ["-c", "tools.web_search=true"] }
-            if cli.kind == "codex-app-server" { args = [] }
-            return (adapter + (args.isEmpty ? [] : ["--"] + args),
-                    cli.kind == "codex-app-server"
-                        ? "Codex's app-server; drover-adapter sets its approval and sandbox policy."
-                        : "codex exec in its own read-only sandbox, the role prompt as developer instructions, reasoning effort \(effort)"
-                        + (role.web ? ", web search on." : "."))
+            // The same config overrides for codex exec and the app-server (both take -c).
+            var overrides = ["-c", "developer_instructions=" + McpClientSnippets.tomlString(role.prompt),
+                             "-c", "model_reasoning_effort=\"\(effort)\""]
+            if role.web { overrides += ["-c", "web_search=\"live\""] }
+            let said = ", the role prompt as developer instructions, reasoning effort \(effort)" + (role.web ? ", web search on." : ".")
+            if cli.kind == "codex-app-server" {
+                // The app-server takes its sandbox from drover-adapter (thread/start), not argv.
+                return (adapter + ["--sandbox", "read-only", "--"] + overrides,
+                        "Codex's app-server with a read-only sandbox for its threads" + said)
+            }
+            return (adapter + ["--", "--sandbox", "read-only", "--skip-git-repo-check"] + overrides,
+                    "codex exec in its own read-only sandbox" + said)
         default:
             // opencode takes agent prompts from its own config files only, so the role runs as its
             // built-in read-only "plan" agent, without drover's role prompt.

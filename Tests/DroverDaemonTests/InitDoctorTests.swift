@@ -70,6 +70,35 @@ import Testing
         #expect(text.contains("// explore:"), "commented")
     }
 
+    /// A CLI whose --version never answers is given up after 5 s: its process group (a
+    /// grandchild too) is killed and init goes on without a version.
+    @Test func initGivesUpOnAVersionThatNeverComes() throws {
+        let s = try Setup()
+        defer { removeTree(s.folder) }
+        try FileSystem.writeFile(s.bin + "/claude", Array("#!/bin/sh\nsleep 613 &\nexec sleep 614\n".utf8), mode: 0o755)
+        let result = try s.drover(["init"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("found claude: \(s.bin)/claude"), "\(result.stdout)")
+        let config = try ConfigLoader.load(file: s.config)
+        #expect(config.agents["explore"]?.command.prefix(2) == ["drover-adapter", "claude"])
+        #expect(eventually(withinMs: 5_000) { Self.processes(withArguments: ["sleep", "613"]).isEmpty && Self.processes(withArguments: ["sleep", "614"]).isEmpty },
+                "left behind: \(Self.processes(withArguments: ["sleep", "613"]) + Self.processes(withArguments: ["sleep", "614"]))")
+    }
+
+    /// Pids whose command line is exactly `arguments`.
+    static func processes(withArguments arguments: [String]) -> [Int32] {
+        guard let folder = opendir("/proc") else { return [] }
+        defer { closedir(folder) }
+        var pids: [Int32] = []
+        while let entry = readdir(folder) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let pid = Int32(name) else { continue }
+            let words = readText("/proc/\(pid)/cmdline").split(separator: "\0", omittingEmptySubsequences: false).dropLast().map(String.init)
+            if words == arguments { pids.append(pid) }
+        }
+        return pids
+    }
+
     @Test func initUsesCodexWhenItIsTheOnlyCLIAndNamesAProgramOffPath() throws {
         let s = try Setup()
         defer { removeTree(s.folder) }

@@ -65,4 +65,45 @@ import Testing
         #expect(server?["command"]?.stringValue.flatMap(FileSystem.realPath) == FileSystem.realPath(droverExecutable))
         #expect(server?["args"] == ["mcp", "--state-dir", .string(d.state), "--config", .string(d.config)])
     }
+
+    /// Each client's entry, printed by the real program: one document of that client's format
+    /// on stdout (TOML through Python's own reader), where it goes on stderr.
+    @Test func printConfigForCodexAndOpencodeParsesAsTheirFormats() throws {
+        let folder = try temporaryFolder()
+        defer { removeTree(folder) }
+        let state = folder + "/a \"quoted\" state"
+        let expectedArguments: JSONValue = ["mcp", "--state-dir", .string(state)]
+
+        let codex = try runDrover(["mcp", "--print-config", "codex", "--state-dir", state], in: folder)
+        #expect(codex.status == 0 && codex.stderr == "drover mcp: this goes in ~/.codex/config.toml\n", "\(codex.stderr)")
+        try FileSystem.writeFile(folder + "/config.toml", Array(codex.stdout.utf8))
+        let script = "import json, sys, tomllib; print(json.dumps(tomllib.load(open(sys.argv[1], 'rb'))))"
+        let pid = try spawnChild(["/usr/bin/python3", "-c", script, folder + "/config.toml"], output: .file(folder + "/toml.out"), stderr: folder + "/toml.err")
+        #expect(waitForExit(pid) == 0, "\(readText(folder + "/toml.err"))")
+        let table = try parseObject(readText(folder + "/toml.out"))["mcp_servers"]?.objectValue?["drover"]?.objectValue
+        #expect(table?["command"]?.stringValue.flatMap(FileSystem.realPath) == FileSystem.realPath(droverExecutable))
+        #expect(table?["args"] == expectedArguments)
+
+        let opencode = try runDrover(["mcp", "--print-config", "opencode", "--state-dir", state], in: folder)
+        #expect(opencode.status == 0 && opencode.stderr.contains("opencode.json"), "\(opencode.stderr)")
+        let entry = try parseObject(opencode.stdout)["mcp"]?.objectValue?["drover"]?.objectValue
+        #expect(entry?["type"] == "local" && entry?["enabled"] == true)
+        let command = entry?["command"]?.arrayValue ?? []
+        #expect(command.first?.stringValue.flatMap(FileSystem.realPath) == FileSystem.realPath(droverExecutable))
+        #expect(JSONValue.array(Array(command.dropFirst())) == expectedArguments)
+
+        // Claude Code's: the .mcp.json document, and on stderr the hooks' command, which
+        // prints settings naming the same state folder.
+        let claude = try runDrover(["mcp", "--print-config", "claude", "--state-dir", state], in: folder)
+        #expect(claude.status == 0)
+        #expect(try parseObject(claude.stdout)["mcpServers"]?.objectValue?["drover"]?.objectValue?["args"] == expectedArguments)
+        #expect(claude.stderr.contains("claude mcp add --scope project drover -- ") && claude.stderr.contains("hook claude --state-dir "), "\(claude.stderr)")
+        let hooks = try runDrover(["hook", "claude", "--state-dir", state, "--print-settings"], in: folder)
+        let stop = try parseObject(hooks.stdout)["hooks"]?.objectValue?["Stop"]?.arrayValue?.first?.objectValue?["hooks"]?.arrayValue?.first?.objectValue
+        #expect(stop?["command"]?.stringValue?.hasSuffix(" hook claude --state-dir \(shellQuoted(state))") == true, "\(hooks.stdout)")
+
+        let unknown = try runDrover(["mcp", "--print-config", "vim"], in: folder)
+        #expect(unknown.status == 2 && unknown.stdout.isEmpty)
+        #expect(unknown.stderr.contains("\"vim\" is not a client drover knows (claude, codex, opencode)"), "\(unknown.stderr)")
+    }
 }

@@ -55,4 +55,60 @@ import Testing
         #expect(librarian.isDisjoint(with: ["Bash", "Edit", "Write", "NotebookEdit"]), "librarian's tools: \(librarian)")
         f.expectNoProcessLeft()
     }
+
+    /// With only Codex's app-server found, each role's request carries its prompt as
+    /// developer instructions and its reasoning effort; librarian's offers web search.
+    @Test func codexRolesSendTheirInstructionsEffortAndWebSearch() throws {
+        let f = try RealAgentFixture()
+        let api = try FakeResponses(folder: f.folder, script: #"[{"times": 4, "text": "Found it."}]"#)
+        f.services.append(api.pid)
+        let codex = try RealCLIs.codexAppServer()
+        let bin = f.folder + "/init-bin"
+        let home = f.folder + "/init-home"
+        try FileSystem.makeDirectories(bin)
+        try FileSystem.makeDirectories(home)
+        #expect(symlink(codex, bin + "/codex-app-server") == 0)
+        let initRun = try runDrover(["init"], in: f.folder, environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
+        #expect(initRun.status == 0, "\(initRun.stderr)")
+        let written = try ConfigLoader.load(file: home + "/.config/drover/config.jsonc")
+
+        // The roles' commands as written, pointed at the fake API (Codex's config.toml is
+        // never written); commands would run unsandboxed, but the fake asks for none.
+        let environment = RealAgentFixture.envJSON(["HOME": f.home, "CODEX_HOME": f.home])
+        let agents = try ["explore", "librarian"].map { role -> String in
+            var command = try #require(written.agents[role]?.command)
+            #expect(Array(command.prefix(4)) == ["drover-adapter", "codex-app-server", "--sandbox", "read-only"], "\(command)")
+            command.insert(contentsOf: ["--program", codex], at: 2)
+            command += CodexAppServerTests.codexConfigArguments(api: api)
+            let argv = JSONWriter.string(.array(command.map { .string($0) }))
+            return "\"\(role)\": { \"command\": \(argv), \"provider\": \"openai\", \"env\": \(environment), \"stablePolls\": 0 }"
+        }
+        // One at a time: two app-servers starting at once on a new CODEX_HOME race to create
+        // its sqlite state ("failed to initialize sqlite state runtime").
+        try f.writeConfig(agents: agents.joined(separator: ",\n"),
+                          settings: "\"killGrace\": \"3s\", \"retries\": 0, \"providerConcurrency\": {\"openai\": 1}")
+        let (outcome, tasks) = try f.run([("explore", "Find where sessions are stored."), ("librarian", "How is the MCP config documented?")])
+        #expect(outcome.status == 0, "\(outcome.stdout) \(outcome.stderr)")
+        #expect(tasks[1]?["status"] == "completed" && tasks[2]?["status"] == "completed", "\(tasks)")
+
+        func body(asked prompt: String) -> JSONObject {
+            api.requests().first { $0["last_input"]?.stringValue == prompt }?["body"]?.objectValue ?? [:]
+        }
+        func developerText(_ body: JSONObject) -> String {
+            let items = body["input"]?.arrayValue ?? []
+            return items.compactMap(\.objectValue).filter { $0["role"] == "developer" }.map { JSONWriter.string(.object($0)) }.joined()
+        }
+        // Codex offers every thread web search of its cache; web_search = "live" opens it to the web.
+        func searchesTheWeb(_ body: JSONObject) -> Bool {
+            (body["tools"]?.arrayValue ?? []).contains { $0.objectValue?["type"] == "web_search" && $0.objectValue?["external_web_access"] == true }
+        }
+        let explore = body(asked: "Find where sessions are stored.")
+        let librarian = body(asked: "How is the MCP config documented?")
+        #expect(developerText(explore).contains("You are explore"), "explore's developer input: \(developerText(explore))")
+        #expect(developerText(librarian).contains("You are librarian"), "librarian's developer input: \(developerText(librarian))")
+        #expect(explore["reasoning"]?.objectValue?["effort"] == "low", "\(String(describing: explore["reasoning"]))")
+        #expect(librarian["reasoning"]?.objectValue?["effort"] == "medium", "\(String(describing: librarian["reasoning"]))")
+        #expect(searchesTheWeb(librarian) && !searchesTheWeb(explore), "tools: \(String(describing: librarian["tools"])) / \(String(describing: explore["tools"]))")
+        f.expectNoProcessLeft()
+    }
 }

@@ -38,8 +38,10 @@ public struct HelperProgram: Sendable {
     }
 
     /// Starts `PROGRAM ARGS` in `directory` on `loop`; `then` runs on the loop once it has ended.
+    /// The child, or nil when it could not start (`then` has then run already).
+    @discardableResult
     public func run(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = [], loop: EventLoop,
-                    then: @escaping (HelperResult) -> Void)
+                    then: @escaping (HelperResult) -> Void) -> ChildProcess?
     {
         let spec = SpawnSpec(executable: program, arguments: [FileSystem.basename(of: program)] + arguments,
                              environment: environment + extraEnvironment, workingDirectory: directory)
@@ -47,7 +49,8 @@ public struct HelperProgram: Sendable {
         do {
             child = try ChildProcess.spawn(loop: loop, spec: spec)
         } catch {
-            return then(HelperResult(status: 127, output: [], errors: error.description))
+            then(HelperResult(status: 127, output: [], errors: error.description))
+            return nil
         }
         child.closeStdin()
         var output: [UInt8] = []
@@ -57,14 +60,30 @@ public struct HelperProgram: Sendable {
         child.onStderr = { errors.append(contentsOf: $0) }
         child.onExit = { code, signal in status = signal != 0 ? 128 + Int(signal) : Int(code) }
         child.onClosed = { then(HelperResult(status: status, output: output, errors: String(decoding: errors, as: UTF8.self))) }
+        return child
     }
 
-    /// Runs `PROGRAM ARGS` in `directory` and waits for it.
-    public func runNow(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = []) -> HelperResult {
+    /// Runs `PROGRAM ARGS` in `directory` and waits for it; past `timeLimitMs` its process
+    /// group is killed (status 137) and output still held open by an escaped descendant is
+    /// given up.
+    public func runNow(_ arguments: [String], in directory: String? = nil, extraEnvironment: [String] = [], timeLimitMs: Int? = nil) -> HelperResult {
         let loop = EventLoop()
         var result = HelperResult(status: -1, output: [], errors: "\(program) did not finish")
-        run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop) { result = $0 }
-        loop.run()
+        // The timer goes before the loop it is on.
+        withExtendedLifetime(loop) {
+            let timer = LoopTimer(loop: loop)
+            let child = run(arguments, in: directory, extraEnvironment: extraEnvironment, loop: loop) { ended in
+                result = ended
+                timer.stop()
+            }
+            if let timeLimitMs, let child {
+                timer.start(after: timeLimitMs) {
+                    child.signalGroup(SIGKILL)
+                    child.abandonOutputs()
+                }
+            }
+            loop.run()
+        }
         return result
     }
 }
