@@ -101,7 +101,7 @@ struct McpServerCommand: ParsableCommand {
 
 extension McpServerCommand {
     /// The client's entry on stdout (one document of its format, to redirect into its file);
-    /// on stderr where it goes and, for Claude Code, how to add the hooks.
+    /// on stderr where it goes and, for Claude Code, the hooks for its settings.
     func printSnippet(for client: McpClient) {
         // The command a client runs is `drover mcp`, drover being beside this program.
         let drover = FileSystem.executableDirectory() + "/drover"
@@ -116,8 +116,9 @@ extension McpServerCommand {
         var guidance = "drover mcp: this goes in \(entry.destination)"
         if client == .claude {
             guidance += "; or run: claude mcp add --scope project drover -- \(shellLine([drover, "mcp"] + options))"
-            guidance += "\ndrover mcp: for notices of ended tasks, add to .claude/settings.json the hooks that "
-                + "`\(shellLine(hookWords + ["--print-settings"]))` prints"
+            // The hooks go in another file: on stderr, so that stdout stays one document.
+            guidance += "\ndrover mcp: for notices of ended tasks, add these hooks to .claude/settings.json "
+                + "(`\(shellLine(hookWords + ["--print-settings"]))` prints them too):\n" + snippets[1].text
         }
         printError(guidance)
     }

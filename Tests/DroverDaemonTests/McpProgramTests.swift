@@ -97,8 +97,11 @@ import Testing
         let claude = try runDrover(["mcp", "--print-config", "claude", "--state-dir", state], in: folder)
         #expect(claude.status == 0)
         #expect(try parseObject(claude.stdout)["mcpServers"]?.objectValue?["drover"]?.objectValue?["args"] == expectedArguments)
-        #expect(claude.stderr.contains("claude mcp add --scope project drover -- ") && claude.stderr.contains("hook claude --state-dir "), "\(claude.stderr)")
+        #expect(claude.stderr.contains("claude mcp add --scope project drover -- "), "\(claude.stderr)")
+        // Its last stderr line: the hooks, the same as `drover hook claude --print-settings`.
+        let hooksLine = String(claude.stderr.split(separator: "\n").last ?? "")
         let hooks = try runDrover(["hook", "claude", "--state-dir", state, "--print-settings"], in: folder)
+        #expect(try parseObject(hooksLine) == parseObject(hooks.stdout), "\(claude.stderr)")
         let stop = try parseObject(hooks.stdout)["hooks"]?.objectValue?["Stop"]?.arrayValue?.first?.objectValue?["hooks"]?.arrayValue?.first?.objectValue
         #expect(stop?["command"]?.stringValue?.hasSuffix(" hook claude --state-dir \(shellQuoted(state))") == true, "\(hooks.stdout)")
 
