@@ -7,21 +7,26 @@ import Testing
 /// The roles `drover init` writes, run with the real Claude Code against the fake Anthropic
 /// API: what each role's request offers the model.
 @Suite(.serialized) struct InitRoleToolsTests {
+    /// `drover init` with only `cli` (as `name`) on its PATH, in a home of its own: the config
+    /// it wrote, that PATH's folder and the home.
+    static func initWithOnly(_ cli: String, named name: String, in f: RealAgentFixture) throws -> (DroverConfig, bin: String, home: String) {
+        let bin = f.folder + "/init-bin"
+        let home = f.folder + "/init-home"
+        try FileSystem.makeDirectories(bin)
+        try FileSystem.makeDirectories(home)
+        #expect(symlink(cli, bin + "/" + name) == 0)
+        let initRun = try runDrover(["init"], in: f.folder, environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
+        #expect(initRun.status == 0, "\(initRun.stderr)")
+        return (try ConfigLoader.load(file: home + "/.config/drover/config.jsonc"), bin, home)
+    }
+
     @Test func exploreOffersOnlyReadOnlyToolsAndLibrarianAWebTool() throws {
         let f = try RealAgentFixture()
         let api = try FakeAnthropic(folder: f.folder, script: #"[{"times": 4, "text": "Found it."}]"#)
         f.services.append(api.pid)
         f.keptAlive.append(api)
         let claude = try RealCLIs.claude()
-        // init with the real claude on its PATH, in a home of its own.
-        let bin = f.folder + "/init-bin"
-        let home = f.folder + "/init-home"
-        try FileSystem.makeDirectories(bin)
-        try FileSystem.makeDirectories(home)
-        #expect(symlink(claude, bin + "/claude") == 0)
-        let initRun = try runDrover(["init"], in: f.folder, environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
-        #expect(initRun.status == 0, "\(initRun.stderr)")
-        let written = try ConfigLoader.load(file: home + "/.config/drover/config.jsonc")
+        let (written, bin, home) = try Self.initWithOnly(claude, named: "claude", in: f)
 
         // Doctor reports the real CLI's version.
         try FileSystem.makeDirectories(f.folder + "/doctor-state")
@@ -63,14 +68,7 @@ import Testing
         let api = try FakeResponses(folder: f.folder, script: #"[{"times": 4, "text": "Found it."}]"#)
         f.services.append(api.pid)
         let codex = try RealCLIs.codexAppServer()
-        let bin = f.folder + "/init-bin"
-        let home = f.folder + "/init-home"
-        try FileSystem.makeDirectories(bin)
-        try FileSystem.makeDirectories(home)
-        #expect(symlink(codex, bin + "/codex-app-server") == 0)
-        let initRun = try runDrover(["init"], in: f.folder, environment: ["-i", "HOME=\(home)", "PATH=\(bin):/usr/bin:/bin"])
-        #expect(initRun.status == 0, "\(initRun.stderr)")
-        let written = try ConfigLoader.load(file: home + "/.config/drover/config.jsonc")
+        let (written, _, _) = try Self.initWithOnly(codex, named: "codex-app-server", in: f)
 
         // The roles' commands as written, pointed at the fake API (Codex's config.toml is
         // never written); commands would run unsandboxed, but the fake asks for none.
