@@ -26,7 +26,7 @@ struct Drover: ParsableCommand {
         // A daemon that hangs up must give an error (exit 5), not kill the client.
         signal(SIGPIPE, SIG_IGN)
         do {
-            var command = try parseAsRoot()
+            var command = try HotCommands.parse(CommandLine.arguments.dropFirst()) ?? parseAsRoot()
             try command.run()
         } catch {
             // SPEC section 7: usage errors exit 2 (ArgumentParser's own is 64).
