@@ -25,8 +25,10 @@ struct Drover: ParsableCommand {
         DroverLog.bootstrap()
         // A daemon that hangs up must give an error (exit 5), not kill the client.
         signal(SIGPIPE, SIG_IGN)
+        let arguments = CommandLine.arguments.dropFirst()
+        if HotCommands.isVersionRequest(arguments) { return Terminal.out(version) }
         do {
-            var command = try HotCommands.parse(CommandLine.arguments.dropFirst()) ?? parseAsRoot()
+            var command = try HotCommands.parse(arguments) ?? parseAsRoot()
             try command.run()
         } catch {
             // SPEC section 7: usage errors exit 2 (ArgumentParser's own is 64).

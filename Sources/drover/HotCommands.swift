@@ -16,7 +16,7 @@ import Glibc
 enum HotCommands {
     /// The command, built and validated, or nil: parse with the whole tree.
     static func parse(_ arguments: ArraySlice<String>) -> ParsableCommand? {
-        guard let name = arguments.first, let shape = shapes[name], getenv("DROVER_FULL_PARSE") == nil,
+        guard let name = arguments.first, let shape = shape(of: name), getenv("DROVER_FULL_PARSE") == nil,
               let given = PlainArguments(Array(arguments.dropFirst()), shape: shape)
         else { return nil }
         do {
@@ -28,21 +28,29 @@ enum HotCommands {
         }
     }
 
-    /// The long options of every hot command, by kind (`ClientOptions` first).
-    static let shapes: [String: PlainArguments.Shape] = {
+    /// `drover --version` alone: the version, as swift-argument-parser prints it.
+    static func isVersionRequest(_ arguments: ArraySlice<String>) -> Bool {
+        arguments.count == 1 && arguments.first == "--version" && getenv("DROVER_FULL_PARSE") == nil
+    }
+
+    /// The long options of a hot command, by kind (`ClientOptions`' first); nil for any other.
+    /// Plain arrays, not sets or a dictionary: their generic types cost a start-up look-up each.
+    static func shape(of name: String) -> PlainArguments.Shape? {
         let client = PlainArguments.Shape(flags: ["--json", "--no-autostart"], options: ["--state-dir", "--config"])
-        return [
-            "status": client.adding(options: ["--since", "--limit"], repeatable: ["--status", "--agent"], positionals: .many),
-            "launch": client.adding(
+        switch name {
+        case "status": return client.adding(options: ["--since", "--limit"], repeatable: ["--status", "--agent"], positionals: .many)
+        case "launch":
+            return client.adding(
                 flags: ["--worktree", "--keep-worktree", "--no-commit", "--wait"],
                 options: ["--agent", "--prompt", "--prompt-file", "--description", "--provider", "--model", "--ttl", "--session",
                           "--cwd", "--priority", "--repo", "--base", "--sandbox", "--network"],
-                repeatable: ["--env", "--set", "--limit"]),
-            "output": client.adding(flags: ["--wait"], options: ["--timeout"], positionals: .one),
-            "cancel": client.adding(flags: ["--all"], positionals: .many),
-            "wait": client.adding(flags: ["--all"], options: ["--timeout"], positionals: .many),
-        ]
-    }()
+                repeatable: ["--env", "--set", "--limit"])
+        case "output": return client.adding(flags: ["--wait"], options: ["--timeout"], positionals: .one)
+        case "cancel": return client.adding(flags: ["--all"], positionals: .many)
+        case "wait": return client.adding(flags: ["--all"], options: ["--timeout"], positionals: .many)
+        default: return nil
+        }
+    }
 
     /// Every property of the command set from `given` (a property left unset would trap
     /// when read, so each builder names them all).
@@ -119,20 +127,21 @@ enum HotCommands {
 struct PlainArguments {
     struct Shape {
         enum Positionals { case none, one, many }
-        var flags: Set<String>
-        var options: Set<String>
-        var repeatable: Set<String> = []
+        var flags: [String]
+        var options: [String]
+        var repeatable: [String] = []
         var positionals = Positionals.none
 
-        func adding(flags: Set<String> = [], options: Set<String> = [], repeatable: Set<String> = [],
+        func adding(flags: [String] = [], options: [String] = [], repeatable: [String] = [],
                     positionals: Positionals = .none) -> Shape {
-            Shape(flags: self.flags.union(flags), options: self.options.union(options),
-                  repeatable: self.repeatable.union(repeatable), positionals: positionals)
+            Shape(flags: self.flags + flags, options: self.options + options, repeatable: self.repeatable + repeatable,
+                  positionals: positionals)
         }
     }
 
-    private(set) var values: [String: [String]] = [:]
-    private(set) var flags: Set<String> = []
+    /// (name, value) in the order given.
+    private(set) var values: [(name: String, value: String)] = []
+    private(set) var flags: [String] = []
     private(set) var positionals: [String] = []
 
     init?(_ arguments: [String], shape: Shape) {
@@ -150,11 +159,11 @@ struct PlainArguments {
             let name = equals.map { String(argument[..<$0]) } ?? argument
             if shape.flags.contains(name) {
                 guard equals == nil, !flags.contains(name) else { return nil }
-                flags.insert(name)
+                flags.append(name)
                 continue
             }
             guard shape.options.contains(name) || shape.repeatable.contains(name) else { return nil }
-            if values[name] != nil && !shape.repeatable.contains(name) { return nil }
+            if !shape.repeatable.contains(name) && values.contains(where: { $0.name == name }) { return nil }
             let value: String
             if let equals {
                 value = String(argument[argument.index(after: equals)...])
@@ -163,7 +172,7 @@ struct PlainArguments {
                 value = arguments[index]
                 index += 1
             }
-            values[name, default: []].append(value)
+            values.append((name, value))
         }
         switch shape.positionals {
         case .none: if !positionals.isEmpty { return nil }
@@ -181,8 +190,8 @@ struct PlainArguments {
         }
     }
 
-    func one(_ name: String) -> String? { values[name]?.last }
-    func all(_ name: String) -> [String] { values[name] ?? [] }
+    func one(_ name: String) -> String? { values.last(where: { $0.name == name })?.value }
+    func all(_ name: String) -> [String] { values.filter { $0.name == name }.map(\.value) }
     func flag(_ name: String) -> Bool { flags.contains(name) }
 
     /// The option as a whole number: .some(nil) when absent, nil when not a number.
