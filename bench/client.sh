@@ -6,6 +6,7 @@
 #  - drover --version, drover status, drover launch (mock agent) against a running daemon;
 #  - drover status against a daemon that knows 10,000 tasks;
 #  - tsp (list) and tsp true (enqueue), against a running task-spooler server.
+# Built as scripts/install.sh builds (static standard library, position-dependent).
 # Needs hyperfine and task-spooler (Debian: apt-get install hyperfine task-spooler).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,10 @@ command -v hyperfine >/dev/null || { echo "bench/client.sh: needs hyperfine (apt
 tsp=$(command -v tsp || command -v ts || true)
 [ -n "$tsp" ] || { echo "bench/client.sh: needs task-spooler's tsp (apt-get install task-spooler)" >&2; exit 2; }
 
-swift build -c release --static-swift-stdlib --product drover >/dev/null
-swift build -c release --static-swift-stdlib --product drover-mock-agent >/dev/null
-swift build -c release --static-swift-stdlib --product drover-warden >/dev/null
-swift build -c release --static-swift-stdlib --product drover-limits >/dev/null
+swift build -c release --static-swift-stdlib -Xlinker -no-pie --product drover >/dev/null
+swift build -c release --static-swift-stdlib -Xlinker -no-pie --product drover-mock-agent >/dev/null
+swift build -c release --static-swift-stdlib -Xlinker -no-pie --product drover-warden >/dev/null
+swift build -c release --static-swift-stdlib -Xlinker -no-pie --product drover-limits >/dev/null
 bin=$(swift build -c release --show-bin-path)
 drover="$bin/drover"
 work=$(mktemp -d /tmp/drover-client-bench-XXXXXX)
