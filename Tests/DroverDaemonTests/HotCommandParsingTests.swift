@@ -8,12 +8,17 @@ import Testing
 /// command tree; DROVER_FULL_PARSE=1 makes the same binary use the tree for everything. The
 /// two must give the same exit status, stdout and stderr for any argument list.
 @Suite struct HotCommandParsingTests {
-    /// Runs `drover ARGS --state-dir S --config C` both ways; returns the fast path's result.
+    /// Runs `drover COMMAND --state-dir S --config C ARGS` both ways; returns the fast path's result.
     @discardableResult
     func agree(_ d: DaemonFixture, _ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> CommandResult {
-        let full = arguments + ["--state-dir", d.state, "--config", d.config]
-        let fast = try runDrover(full, in: d.folder)
-        let tree = try runDrover(full, in: d.folder, environment: ["DROVER_FULL_PARSE=1"])
+        // The folder options right after the command's name, so that none of the lists (`--`
+        // included) can send a command to the default state folder.
+        let folders = ["--state-dir", d.state, "--config", d.config]
+        let full = arguments.first?.hasPrefix("-") ?? true ? arguments : [arguments[0]] + folders + arguments.dropFirst()
+        // A command that missed the options would use (and the end checks) this folder.
+        let home = "DROVER_HOME=" + d.folder + "/default-home"
+        let fast = try runDrover(full, in: d.folder, environment: [home])
+        let tree = try runDrover(full, in: d.folder, environment: [home, "DROVER_FULL_PARSE=1"])
         let shown = "drover " + arguments.joined(separator: " ")
         #expect(fast.status == tree.status, "\(shown): exit \(fast.status) vs \(tree.status) (\(fast.stderr) / \(tree.stderr))",
                 sourceLocation: sourceLocation)
@@ -62,6 +67,7 @@ import Testing
         #expect(try agree(d, ["status", first, "--json"]).stdout.contains("\"completed\""))
         #expect(try agree(d, ["launch", "--help"]).stdout.contains("USAGE: drover launch"))
         #expect(try agree(d, ["launch", "--bogus"]).status == 2)
+        #expect(!FileSystem.exists(d.folder + "/default-home"), "a command ran against the default state folder")
     }
 
     /// A launch parsed either way queues the same request.
