@@ -64,17 +64,22 @@ let package = Package(
                 .product(name: "MCP", package: "swift-sdk"),
             ]
         ),
+        // The start drover and drover-mcp share: signals, logging, usage errors exit 2.
+        .target(
+            name: "DroverCommandLine",
+            dependencies: ["DroverCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "drover-mcp",
             dependencies: [
-                "DroverCore", "DroverDaemon", "DroverMCP", "DroverWire",
+                "DroverCommandLine", "DroverCore", "DroverDaemon", "DroverMCP", "DroverWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "drover",
             dependencies: [
-                "CDroverSystem", "DroverCore", "DroverDaemon", "DroverTaskNotices",
+                "CDroverSystem", "DroverCommandLine", "DroverCore", "DroverDaemon", "DroverTaskNotices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
         ),

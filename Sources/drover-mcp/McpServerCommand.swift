@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverCommandLine
 import DroverCore
 import DroverDaemon
 import DroverMCP
@@ -48,21 +49,7 @@ struct McpServerCommand: ParsableCommand {
     }
 
     static func main() {
-        ProcessSetup.unblockSignals()
-        DroverLog.bootstrap()
-        // A daemon that hangs up must give an error, not kill the server.
-        signal(SIGPIPE, SIG_IGN)
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            // Usage errors exit 2, as in drover (ArgumentParser's own is 64).
-            if exitCode(for: error) == .validationFailure {
-                printError(fullMessage(for: error))
-                Foundation.exit(2)
-            }
-            exit(withError: error)
-        }
+        runProgram { try parseAsRoot() }
     }
 
     func run() throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverCommandLine
 import DroverCore
 import Glibc
 
@@ -22,21 +23,9 @@ struct Drover: ParsableCommand {
     static let version = DroverVersion.text
 
     static func main() {
-        ProcessSetup.unblockSignals()
-        DroverLog.bootstrap()
-        // A daemon that hangs up must give an error (exit 5), not kill the client.
-        signal(SIGPIPE, SIG_IGN)
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            // SPEC section 7: usage errors exit 2 (ArgumentParser's own is 64).
-            if exitCode(for: error) == .validationFailure {
-                Terminal.error(fullMessage(for: error))
-                Glibc.exit(2)
-            }
-            exit(withError: error)
-        }
+        let arguments = CommandLine.arguments.dropFirst()
+        if HotCommands.isVersionRequest(arguments) { return Terminal.out(version) }
+        runProgram { try HotCommands.parse(arguments) ?? parseAsRoot() }
     }
 }
 
