@@ -2,8 +2,9 @@
 # Housekeeping figures for BENCHMARKS.md, rerunnable: bash bench/housekeeping.sh [DROVER...]
 # A state folder with 100,000 ended tasks (task.json, result.md and their journal lines,
 # written directly in the daemon's format, ended over the last 100 days); a daemon started
-# on it; its RSS (VmRSS) and the time of `drover status --json` and `status --limit 20`; then
-# `drover clean --older-than 10d` (about 88,000 go) and the same figures again, and once more
+# on it; its RSS (VmRSS, and its peak VmHWM) and the time of `drover status --json` and
+# `status --limit 20`; then `drover clean --older-than 10d` (about 88,000 go), with a launch
+# issued once the first folders are gone (how long its answer took), the same figures again, and once more
 # after a restart on what is left. Each DROVER binary given (default: this checkout's release
 # build) is measured in turn; one without `clean` gets the first figures only.
 set -euo pipefail
@@ -70,7 +71,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 timed() {  # command... -> median ms of 5 runs
   for _ in 1 2 3 4 5; do local s e; s=$(ms); "$@" >/dev/null; e=$(ms); echo $((e - s)); done | median
 }
-rss() { awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$1/status"; }
+rss() { awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024} /VmHWM/ {hwm = $2} END {printf " (peak %.1f MiB)", hwm / 1024}' "/proc/$1/status"; }
 
 figures() {  # label drover pid
   local label=$1 d=$2 pid=$3
@@ -98,8 +99,14 @@ for d in "$@"; do
   echo "  start-up with $count ended tasks: ${startup} ms"
   figures "before clean" "$d" "$pid"
   if "$d" clean --help >/dev/null 2>&1; then
-    s=$(ms); "$d" clean --older-than 10d --state-dir "$state" --config "$work/config.json" --no-autostart >/dev/null; e=$(ms)
-    echo "  drover clean --older-than 10d: $((e - s)) ms"
+    # A launch while the clean runs: how long its acknowledgement waits for the writer.
+    s=$(ms); "$d" clean --older-than 10d --state-dir "$state" --config "$work/config.json" --no-autostart >/dev/null &
+    cleaning=$!
+    until [ "$(find "$state/tasks" -mindepth 1 -maxdepth 1 2>/dev/null | head -n "$count" | wc -l)" -lt "$count" ]; do sleep 0.05; done
+    l=$(ms); "$d" launch --agent explore --prompt "@result launched during the clean" --state-dir "$state" --config "$work/config.json" --no-autostart >/dev/null
+    le=$(ms)
+    wait "$cleaning"; e=$(ms)
+    echo "  drover clean --older-than 10d: $((e - s)) ms; a launch during it answered in $((le - l)) ms"
     figures "after clean" "$d" "$pid"
     "$d" shutdown --state-dir "$state" --no-autostart >/dev/null
     while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done

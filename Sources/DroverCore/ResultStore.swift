@@ -23,6 +23,9 @@ public final class ResultStore {
     private var batch: [FileWriter.Job] = []
     private var batchOwners: [String: Int] = [:]
     private var closed = false
+    private var closing = false
+    /// Folders and files to remove, handed to the writer a chunk at a time.
+    private var removals = RemovalQueue()
 
     /// Actions waiting for the batch being collected, then for a submitted one.
     private struct Waiters<Action> {
@@ -110,11 +113,13 @@ public final class ResultStore {
 
     /// Creates a task's folder with the next batch, before that batch's files.
     public func makeTaskDirectory(_ taskID: String) {
+        removals.keep(taskDirectory(taskID))
         batch.append(.makeDirectory(taskDirectory(taskID)))
     }
 
     /// Creates a task's folder now (when a file must exist before the batch runs).
     public func createTaskDirectoryNow(_ taskID: String) throws(FileError) {
+        removals.keep(taskDirectory(taskID))
         try folder.makeFolder("tasks/" + taskID)
     }
 
@@ -133,14 +138,24 @@ public final class ResultStore {
         })
     }
 
-    /// Removes an ended task's folder with the next batch (before its other writes).
+    /// Removes an ended task's folder: queued, and handed to the writer in chunks of
+    /// `RemovalQueue.chunkSize` (each before the other writes of its round), so that
+    /// removing thousands never holds other writes up for more than about one chunk.
     public func removeTaskDirectory(_ taskID: String) {
-        batch.append(.removeTree(taskDirectory(taskID)))
+        removals.add(taskDirectory(taskID))
+        uv_ref(asHandle(wakeup))
     }
 
-    /// Removes a session's transcript with the next batch.
+    /// Removes a session's transcript, queued with the folders.
     public func removeSessionFile(_ sessionID: String) {
-        batch.append(.removeTree(sessionFile(sessionID)))
+        removals.add(sessionFile(sessionID))
+        uv_ref(asHandle(wakeup))
+    }
+
+    /// Runs `action` on the loop once every removal asked for so far has been tried, with
+    /// those that failed (the removed path itself, or a file under it).
+    public func whenRemoved(_ action: @escaping ([FileError]) -> Void) {
+        if !removals.whenTried(action) { whenWritten { (_: [FileError]) in action([]) } }
     }
 
     public func writeResult(_ taskID: String, text: String) {
@@ -150,6 +165,7 @@ public final class ResultStore {
 
     /// Appends to a file; `owner` is the task whose output it is (counted until written).
     public func append(_ path: String, _ bytes: [UInt8], owner: String? = nil) {
+        removals.keep(path)
         batch.append(.append(path: path, bytes: bytes, owner: owner))
         if let owner {
             batchOwners[owner, default: 0] += bytes.count
@@ -213,17 +229,24 @@ public final class ResultStore {
     /// whose progress changed, once per batch rather than once per frame).
     public var beforeCommit: () -> Void = {}
 
-    private var hasWaiters: Bool { !journalWaiters.isEmpty || !writeWaiters.isEmpty || !durableWaiters.isEmpty || !flushWaiters.isEmpty }
+    private var hasWaiters: Bool {
+        !journalWaiters.isEmpty || !writeWaiters.isEmpty || !durableWaiters.isEmpty || !flushWaiters.isEmpty || !removals.isIdle
+    }
 
     /// Hands the collected batch to the writer thread.
     public func commit() {
         loop.assertOnLoopThread()
         beforeCommit()
+        guard !closed else { return }
+        // The next chunk of removals once the writer is done with the last; on closing, the rest.
+        let chunk = removals.takeChunk(all: closing)
+        if let chunk { batch.append(contentsOf: chunk.map { FileWriter.Job.removeTree($0) }) }
         let waiting = !journalWaiters.collecting.isEmpty || !writeWaiters.collecting.isEmpty || !durableWaiters.collecting.isEmpty
-            || !flushWaiters.collecting.isEmpty
-        guard !batch.isEmpty || waiting, !closed else { return }
+            || !flushWaiters.collecting.isEmpty || chunk != nil
+        guard !batch.isEmpty || waiting else { return }
         let sequence = writer.submit(batch)
         batch = []
+        if chunk != nil { removals.handedOver(in: sequence) }
         if !batchOwners.isEmpty {
             ownerBatches.append((sequence, batchOwners))
             batchOwners = [:]
@@ -241,6 +264,7 @@ public final class ResultStore {
         let written = writeWaiters.take(through: progress.attempted)
         let durable = durableWaiters.take(through: progress.durable)
         let flushed = flushWaiters.take(through: progress.flushed)
+        let removed = removals.progress(attempted: progress.attempted, failedBatches: progress.failedBatches)
         var drained: [String] = []
         while let first = ownerBatches.first, first.sequence <= progress.flushed {
             ownerBatches.removeFirst()
@@ -257,6 +281,7 @@ public final class ResultStore {
         for (sequence, action) in written {
             action(progress.failedBatches.filter { $0.0.contains(sequence) }.flatMap(\.1))
         }
+        for (action, failures) in removed { action(failures) }
         for owner in drained { onDrained(owner) }
         for (_, action) in durable { action() }
         for (_, action) in flushed { action() }
@@ -270,6 +295,7 @@ public final class ResultStore {
     /// what got written.
     public func close() {
         guard !closed else { return }
+        closing = true
         commit()
         closed = true
         writer.stop()

@@ -58,9 +58,10 @@ extension Supervisor {
     }
 
     /// Forgets ended tasks (each must pass `refusalToForget`): out of the table at once, and
-    /// their folders removed with the next batch, as is a session's transcript once none of
-    /// its tasks is left. Only folders of known task ids under the state folder are removed,
-    /// never through a link. `whenRemoved` gets the removals that failed.
+    /// their folders removed by the writer in bounded chunks (other writes go between them),
+    /// as is a session's transcript once none of its tasks is left. Only folders of known task
+    /// ids under the state folder are removed, never through a link. `whenRemoved` runs once
+    /// all of them have been tried, with the removals of these folders that failed.
     public func forget(_ taskIDs: [String], whenRemoved: (([FileError]) -> Void)? = nil) {
         loop.assertOnLoopThread()
         let needed = neededTasks
@@ -83,9 +84,13 @@ extension Supervisor {
         }
         if !gone.isEmpty { order.removeAll { gone.contains($0) } }
         guard let whenRemoved else { return }
-        let folders = gone.map { store.taskDirectory($0) }
-        store.whenWritten { (failures: [FileError]) in
-            whenRemoved(failures.filter { failure in folders.contains { failure.path.hasPrefix($0) } })
+        let tasksFolder = store.root + "/tasks/"
+        store.whenRemoved { failures in
+            whenRemoved(failures.filter { failure in
+                // A failure inside one of these folders names a path under tasks/<id>.
+                guard failure.path.hasPrefix(tasksFolder) else { return false }
+                return gone.contains(String(failure.path.dropFirst(tasksFolder.count).prefix { $0 != "/" }))
+            })
         }
     }
 

@@ -1,3 +1,4 @@
+import CDroverSystem
 import DroverCore
 import DroverWire
 
@@ -31,6 +32,7 @@ extension DaemonServer {
         }
         guard !request.dryRun else { return reply(connection, CleanReply(removed: removable, skipped: skipped, dryRun: true)) }
         forget(removable) { [unowned self] failures in
+            if removable.count >= Self.manyForgotten { self.releaseFreedMemory() }
             guard !connection.isClosed else { return }
             if let failure = failures.first {
                 return self.reply(connection, ErrorReply(code: 5, message: "forgot \(removable.count) task(s), but could not remove every folder: \(failure)"))
@@ -43,6 +45,15 @@ extension DaemonServer {
     func forget(_ ids: [String], whenRemoved: (([FileError]) -> Void)? = nil) {
         for id in ids { forgetCached(id) }
         supervisor.forget(ids, whenRemoved: whenRemoved)
+    }
+
+    /// Past this many tasks forgotten at once, the memory their rows held is handed back.
+    static let manyForgotten = 1000
+
+    /// Hands the heap's free pages back to the kernel (malloc does not on its own once
+    /// they lie below memory still in use): the RSS then shows what the daemon keeps.
+    func releaseFreedMemory() {
+        _ = drover_release_free_memory()
     }
 
     // MARK: retention
@@ -61,6 +72,7 @@ extension DaemonServer {
             writeLog("retention: removing \(remove.count) ended task(s)")
             forget(remove) { [unowned self] failures in
                 for failure in failures { self.writeLog("retention: \(failure)") }
+                if remove.count >= Self.manyForgotten { self.releaseFreedMemory() }
             }
         }
         retentionTimer.stop()

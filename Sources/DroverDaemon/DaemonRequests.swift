@@ -57,7 +57,7 @@ extension DaemonServer {
 
     private func document(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: snapshot.json()) }
 
-    private func rowDocument(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: row(TaskRow(snapshot))) }
+    private func rowDocument(_ snapshot: TaskSnapshot) -> TaskDocument { TaskDocument(snapshot, json: TaskRow(snapshot).listingJSON) }
 
     // MARK: stats
 
@@ -197,38 +197,29 @@ extension DaemonServer {
 
     // MARK: queries
 
-    func row(_ snapshot: TaskRow) -> JSONObject {
-        var row: JSONObject = [
-            "id": .string(snapshot.id), "session_id": .string(snapshot.sessionID), "agent": .string(snapshot.agent),
-            "description": .string(snapshot.description), "status": .string(snapshot.status.rawValue),
-            "waiting_for": JSONValue(snapshot.waitingFor?.rawValue), "reason": JSONValue(snapshot.reason?.rawValue),
-        ]
-        row["duration_ms"] = snapshot.durationMs.map { .number(Double($0)) } ?? .null
-        row["created_at"] = .string(Clock.rfc3339(ms: snapshot.createdMs))
-        return row
-    }
-
     private func status(_ request: StatusRequest, _ connection: ControlConnection) {
         if let problem = unknownTask(request.ids) { return fail(connection, 6, problem) }
         guard request.ids.isEmpty else {
             return reply(connection, TasksReply(tasks: request.ids.compactMap { current($0).map(document) }))
         }
-        // Ended tasks are listed from the rows the supervisor keeps, without reading their files.
-        var rows: [[UInt8]] = []
+        // Ended tasks are listed from the rows the supervisor keeps, without reading their
+        // files; the rows are written one after another, comma-separated, into one buffer.
+        var rows: [UInt8] = []
+        var count = 0
         let createdAfter = request.sinceMs.map { Clock.wallMs() - Int64($0) }
         // With a limit, the newest first; else oldest first.
         let ids = request.limit == nil ? knownTaskIDs : knownTaskIDs.reversed()
         for id in ids {
-            if let limit = request.limit, rows.count >= limit { break }
+            if let limit = request.limit, count >= limit { break }
             guard let snapshot = supervisor.row(id) else { continue }
             if !request.statuses.isEmpty && !request.statuses.contains(snapshot.status) { continue }
             if !request.agents.isEmpty && !request.agents.contains(snapshot.agent) { continue }
             if let createdAfter, snapshot.createdMs < createdAfter { continue }
-            var bytes: [UInt8] = []
-            JSONWriter.writeObject(row(snapshot), into: &bytes)
-            rows.append(bytes)
+            if count > 0 { rows.append(UInt8(ascii: ",")) }
+            snapshot.writeListing(into: &rows)
+            count += 1
         }
-        connection.send(encoded: TasksReply.encodedFrame(rows: rows))
+        connection.send(encoded: TasksReply.encodedFrame(rows: count == 0 ? [] : [rows]))
         connection.finish()
     }
 

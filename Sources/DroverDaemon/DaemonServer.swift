@@ -119,6 +119,8 @@ public final class DaemonServer {
             }
         }
         recover()
+        // Reading every task.json took far more memory than the rows the daemon keeps.
+        releaseFreedMemory()
         sweepRetention()
         try listen()
         for signal in [SIGTERM, SIGINT] {
@@ -171,7 +173,9 @@ public final class DaemonServer {
     }
 
     private func recover() {
-        var found = FolderRecovery.run(store: store) { [supervisor] request in supervisor.retryPolicy(of: request) }
+        var found = FolderRecovery.run(store: store, requestsOfEnded: supervisor.policy.holdsEndedTasks) { [supervisor] request in
+            supervisor.retryPolicy(of: request)
+        }
         // What lost tasks left is gone before their worktrees are committed and removed.
         FolderRecovery.killRemains(of: found.lost)
         SlurmRecovery.cancelJobs(of: found.lost, environment: supervisor.launch.environment, notes: &found.notes)

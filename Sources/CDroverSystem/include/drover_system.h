@@ -55,6 +55,11 @@ extern const int drover_o_path;
 // -1 with errno set (ENOSYS where the kernel has no openat2).
 int drover_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
+// Hands the heap's free memory back to the kernel (glibc malloc_trim(0)): after start-up
+// has parsed and dropped every task.json, or a clean forgot thousands of tasks, the freed
+// pages would otherwise stay in the process's resident set. 1 if memory was released.
+int drover_release_free_memory(void);
+
 // The size of the terminal on fd (TIOCGWINSZ; ioctl is variadic, which Swift cannot call).
 // 0 on success.
 int drover_terminal_size(int fd, int *rows, int *columns);

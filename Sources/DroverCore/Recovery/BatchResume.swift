@@ -28,7 +28,7 @@ struct BatchResume {
         let journal = Journal(folder: store.folder)
         var records: [String: TaskSnapshot] = [:]
         var completedByRow: [String: TaskSnapshot] = [:]
-        for entry in TaskFolders.list(store) {
+        TaskFolders.forEach(store) { entry in
             switch entry {
             case .problem(let note):
                 writeStandardError("drover: \(note)\n")

@@ -19,23 +19,29 @@ public struct FolderRecovery {
     public static let lostMessage = "the supervisor stopped while it ran"
 
     /// `retryPolicy` says how a lost task's request may be tried again (`retryOn: ["lost"]`).
-    public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs(), retryPolicy: (TaskRequest) -> RetryPolicy = { _ in .none }) -> FolderRecovery {
+    /// `requestsOfEnded: false` leaves the requests of ended tasks unread (nil): a daemon
+    /// keeps only their rows, and reads a request back from task.json when it needs one.
+    public static func run(store: ResultStore, nowMs: Int64 = Clock.wallMs(), requestsOfEnded: Bool = true,
+                           retryPolicy: (TaskRequest) -> RetryPolicy = { _ in .none }) -> FolderRecovery {
         var found = FolderRecovery()
         let journal = Journal(folder: store.folder)
         if journal.unreadableLines > 0 { found.notes.append("events.jsonl: \(journal.unreadableLines) line(s) that are not events were skipped") }
-        var snapshots: [(TaskSnapshot, JSONObject)] = []
-        for entry in TaskFolders.list(store) {
+        // Each task.json's parsed document is dropped as soon as its record and request are
+        // read from it: with 100,000 tasks, holding every document at once was most of the
+        // daemon's peak memory.
+        var snapshots: [(TaskSnapshot, TaskRequest?)] = []
+        TaskFolders.forEach(store) { entry in
             switch entry {
             case .problem(let note):
                 found.notes.append(note)
             case .task(let snapshot, let object):
-                snapshots.append((snapshot, object))
+                let wanted = requestsOfEnded || !snapshot.status.isTerminal
+                snapshots.append((snapshot, wanted ? object["request"]?.objectValue.flatMap { TaskRequest(json: $0, snapshot: snapshot) } : nil))
             }
         }
         snapshots.sort { ($0.0.createdMs, $0.0.id) < ($1.0.createdMs, $1.0.id) }
-        for (snapshot, object) in snapshots {
+        for (snapshot, request) in snapshots {
             let inJournal = journal.entries[snapshot.id]
-            let request = object["request"]?.objectValue.flatMap { TaskRequest(json: $0, snapshot: snapshot) }
             if snapshot.status.isTerminal {
                 if (inJournal?.ends ?? 0) == 0 {
                     // It ended, and the crash came before its journal line: the line follows the file.
@@ -153,58 +159,58 @@ enum TaskFolders {
         case problem(String)
     }
 
-    static func list(_ store: ResultStore) -> [Entry] {
+    /// Every entry of tasks/, in name order, handed over one at a time (so a caller keeps
+    /// only what it needs of each parsed task.json).
+    static func forEach(_ store: ResultStore, _ body: (Entry) -> Void) {
         let folder = store.folder
-        var entries: [Entry] = []
         let found: [SafeFolder.Entry]
         do {
             found = try folder.list("tasks")
         } catch {
-            return [.problem("\(error)")]
+            return body(.problem("\(error)"))
         }
         for item in found.sorted(by: { $0.name < $1.name }) {
             let path = folder.fullPath("tasks/" + item.name)
             guard item.kind == .folder else {
-                entries.append(.problem("\(path): not a folder (\(item.kind == .symlink ? "a symlink, not followed" : "a file")), ignored"))
+                body(.problem("\(path): not a folder (\(item.kind == .symlink ? "a symlink, not followed" : "a file")), ignored"))
                 continue
             }
             guard TaskIdentifiers.isTaskID(item.name) else {
-                entries.append(.problem("\(path): not a task folder (its name is not bg_ and 8 hex digits), ignored"))
+                body(.problem("\(path): not a task folder (its name is not bg_ and 8 hex digits), ignored"))
                 continue
             }
             let relative = "tasks/" + item.name
             let files = (try? folder.list(relative)) ?? []
-            removeTemporaryFiles(files, in: relative, of: folder, into: &entries)
+            removeTemporaryFiles(files, in: relative, of: folder, body)
             guard let taskFile = files.first(where: { $0.name == "task.json" }) else { continue }  // never written: nothing was acknowledged
             guard taskFile.kind == .file else {
-                entries.append(.problem("\(path)/task.json: not a regular file (\(taskFile.kind == .symlink ? "a symlink, not followed" : "\(taskFile.kind)")), ignored"))
+                body(.problem("\(path)/task.json: not a regular file (\(taskFile.kind == .symlink ? "a symlink, not followed" : "\(taskFile.kind)")), ignored"))
                 continue
             }
             let parsed: JSONObject?
             do {
                 parsed = try JSONParser.parse(try folder.read(relative + "/task.json")).value.objectValue
             } catch {
-                entries.append(.problem("\(path)/task.json: does not parse (\(error)), ignored"))
+                body(.problem("\(path)/task.json: does not parse (\(error)), ignored"))
                 continue
             }
             guard let object = parsed, let snapshot = TaskSnapshot(json: object) else {
-                entries.append(.problem("\(path)/task.json: not a task record, ignored"))
+                body(.problem("\(path)/task.json: not a task record, ignored"))
                 continue
             }
             guard snapshot.id == item.name else {
-                entries.append(.problem("\(path)/task.json: its id \"\(snapshot.id.prefix(80))\" is not its folder's name, ignored"))
+                body(.problem("\(path)/task.json: its id \"\(snapshot.id.prefix(80))\" is not its folder's name, ignored"))
                 continue
             }
-            entries.append(.task(snapshot, object))
+            body(.task(snapshot, object))
         }
-        return entries
     }
 
     /// No `*.tmp` survives recovery: each is a write that a crash cut short.
-    private static func removeTemporaryFiles(_ files: [SafeFolder.Entry], in relative: String, of folder: SafeFolder, into entries: inout [Entry]) {
+    private static func removeTemporaryFiles(_ files: [SafeFolder.Entry], in relative: String, of folder: SafeFolder, _ body: (Entry) -> Void) {
         for file in files where file.name.hasSuffix(".tmp") && file.kind != .folder {
             try? folder.removeFile(relative + "/" + file.name)
-            entries.append(.problem("\(folder.fullPath(relative + "/" + file.name)): left by an interrupted write, removed"))
+            body(.problem("\(folder.fullPath(relative + "/" + file.name)): left by an interrupted write, removed"))
         }
     }
 }
