@@ -83,10 +83,19 @@ public enum Processes {
     /// Running, or a zombie nobody has reaped.
     public static func exists(_ pid: Int32) -> Bool { entry(pid) != nil }
 
-    /// Running (a zombie is dead, if unreaped).
+    /// Running (a zombie is dead, if unreaped). A killed process whose main thread is already
+    /// a zombie still runs while another of its threads finishes (one in fdatasync, say), and
+    /// it holds its descriptors until then -- a daemon's listening socket among them, where a
+    /// client's connection would be reset -- so every thread counts.
     public static func isAlive(_ pid: Int32) -> Bool {
         guard let entry = entry(pid) else { return false }
-        return entry.state != "Z" && entry.state != "X"
+        if entry.state != "Z" && entry.state != "X" { return true }
+        return FileSystem.list("/proc/\(pid)/task").contains { name in
+            guard let tid = Int32(name), tid != pid, let bytes = try? FileSystem.read("/proc/\(pid)/task/\(tid)/stat") else { return false }
+            let text = String(decoding: bytes, as: UTF8.self)
+            guard let close = text.lastIndex(of: ")"), let state = text[text.index(after: close)...].split(separator: " ").first?.first else { return false }
+            return state != "Z" && state != "X"
+        }
     }
 
     /// Live members of a process group.
