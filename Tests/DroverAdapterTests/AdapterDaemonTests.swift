@@ -79,12 +79,12 @@ import Testing
         let cli = Int32(try #require(run["pid"]?.intValue))
         let grandchild = Int32(try #require(run["grandchild"]?.intValue))
         #expect(Processes.isAlive(cli) && Processes.isAlive(grandchild))
-        let started = Clock.monotonicNs()
         _ = try f.ok(["cancel", id])
         let task = try f.task(id)
         #expect(task["status"] == "cancelled" && task["reason"] == "user")
-        #expect(Clock.monotonicNs() - started < 1_400_000_000, "the adapter stops its CLI within its own grace, before drover's killGrace")
-        #expect(task["signal"] == nil || task["signal"] == .null, "the adapter left on its own, not by drover's SIGKILL")
+        // No signal: the adapter stopped its CLI and left by itself, before drover's killGrace
+        // ran out (its SIGKILL would show here).
+        #expect(task["signal"] == nil || task["signal"] == .null, "the adapter left on its own, not by a signal (\(task["signal"] ?? .null))")
         f.expectNothingLeft([task])
         #expect(!Processes.isAlive(grandchild))
     }

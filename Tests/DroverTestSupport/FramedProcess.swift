@@ -12,6 +12,8 @@ public final class FramedProcess {
     private let output: Int32
     private var decoder = FrameDecoder()
     private var exitStatus: Int32?
+    /// The signal that ended it, once `waitForExit` saw it end by one.
+    public private(set) var terminatingSignal: Int32?
 
     public init(_ command: [String], stderr: String) throws {
         var toChild: [Int32] = [0, 0]
@@ -98,6 +100,7 @@ public final class FramedProcess {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 exitStatus = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+                if (status & 0x7F) != 0 { terminatingSignal = status & 0x7F }
                 return exitStatus
             }
             usleep(5000)

@@ -527,12 +527,13 @@ def run(handler, worker=None, version="1", heartbeat=None, cancel_grace=2.0, sta
                      stdin, before the worker exits anyway
     start_timeout    seconds to wait for the `start` frame
     """
-    status = serve(handler, worker=worker, version=version, heartbeat=heartbeat,
-                   cancel_grace=cancel_grace, start_timeout=start_timeout)
-    # Leaving anyway: a SIGTERM that comes with drover's cancel frame must not find the
-    # default action, which the interpreter restores while it shuts down.
+    # The process leaves once serve returns, and a SIGTERM that comes with drover's cancel
+    # frame may still land then: it must never find the default action. serve puts back the
+    # handler it found, so the one it finds is "ignore" (set before, leaving no gap after).
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    status = serve(handler, worker=worker, version=version, heartbeat=heartbeat,
+                   cancel_grace=cancel_grace, start_timeout=start_timeout)
     sys.exit(status)
 
 

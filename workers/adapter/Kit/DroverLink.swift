@@ -77,15 +77,15 @@ final class DroverLink {
         return ended ? 1 : 0
     }
 
-    /// Stops listening: no more frames, heartbeats or signals. The adapter is leaving by
-    /// itself now: the SIGTERM drover sends with its cancel frame must not kill it on the way
-    /// out (the default action, once the watchers are gone), or its exit reads as a signal.
+    /// Stops listening: no more frames, heartbeats or stops. The adapter is leaving by itself
+    /// now, and the SIGTERM drover sends with its cancel frame may still be on its way: the
+    /// signal watchers stay installed (muted) until the process exits, because closing the
+    /// last one puts back the default action, and a SIGTERM landing then would kill the
+    /// adapter and its exit would read as a signal.
     func close() {
         heartbeatTimer.stop()
         input?.close()
-        for watcher in signalWatchers { watcher.close() }
-        signalWatchers = []
-        for stop in [SIGTERM, SIGINT, SIGHUP] { signal(stop, SIG_IGN) }
+        onStop = {}
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {

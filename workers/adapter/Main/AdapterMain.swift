@@ -27,18 +27,25 @@ enum AdapterMain {
             loop.stop()
         }
         // Codex's app-server is a conversation, not a stream: it has a run of its own.
+        let run: AnyObject
         if options.kind == .codexAppServer {
-            let run = CodexAppServerRun(loop: loop, options: options, environment: ProcessEnvironment.current())
-            run.onFinished = finished
-            run.begin()
-            loop.run()
+            let appServerRun = CodexAppServerRun(loop: loop, options: options, environment: ProcessEnvironment.current())
+            appServerRun.onFinished = finished
+            appServerRun.begin()
+            run = appServerRun
         } else {
-            let run = AdapterRun(loop: loop, options: options, environment: ProcessEnvironment.current())
-            run.onFinished = finished
-            run.begin()
-            loop.run()
+            let streamRun = AdapterRun(loop: loop, options: options, environment: ProcessEnvironment.current())
+            streamRun.onFinished = finished
+            streamRun.begin()
+            run = streamRun
         }
-        exit(code)
+        // The run, and with it its signal watchers, lives until the process exits: freed any
+        // earlier, the watchers would put SIGTERM's default action back, and the SIGTERM drover
+        // sends with its cancel frame could still kill the adapter on its way out.
+        withExtendedLifetime(run) {
+            loop.run()
+            exit(code)
+        }
     }
 }
 

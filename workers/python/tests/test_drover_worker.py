@@ -27,6 +27,23 @@ def frames_from(data, max_frame_bytes=drover_worker.MAX_FRAME_BYTES):
         os.close(read_end)
 
 
+def flood_with_sigterm(pid, seconds=10):
+    """Sends SIGTERM to pid every millisecond until it has exited (a zombie, not yet reaped,
+    so the pid cannot be anyone else's); returns how many went out."""
+    deadline, sent = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        except FileNotFoundError:
+            break
+        os.kill(pid, 15)
+        sent += 1
+        time.sleep(0.001)
+    return sent
+
+
 class FrameCodecTests(unittest.TestCase):
     def test_frames_round_trip(self):
         sent = [{"type": "message", "text": "naïve 🚀 \"quoted\"\n"}, {"type": "result", "text": "", "data": {"n": [1, 2.5, None]}}]
@@ -259,6 +276,26 @@ drover_worker.run(handle)
         status, stderr = worker.finish()
         self.assertEqual(status, 0)
         self.assertIn("reason: SIGTERM", stderr)
+
+    def test_a_sigterm_landing_as_the_worker_leaves_never_kills_it(self):
+        # drover sends SIGTERM with its cancel frame, and under load it lands at any moment,
+        # even while the interpreter shuts down: the worker still ends by its own exit.
+        for round in range(5):
+            worker = Driver.python("""
+import time
+def handle(task):
+    task.message("working")
+    task.cancelled.wait(10)
+    time.sleep(0.2)
+drover_worker.run(handle)
+""")
+            worker.send(start_frame())
+            worker.until("message")
+            worker.send({"type": "cancel", "reason": "user"})
+            sent = flood_with_sigterm(worker.process.pid)
+            status, stderr = worker.finish()
+            self.assertGreater(sent, 0, "round %d: SIGTERMs reached the worker before it left" % round)
+            self.assertEqual(status, 0, "round %d: %s" % (round, stderr))
 
     def test_heartbeats_while_the_handler_is_quiet(self):
         worker = Driver.python("""
