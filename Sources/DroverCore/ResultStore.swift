@@ -53,6 +53,12 @@ public final class ResultStore {
     private var ownerBatches: [(sequence: UInt64, bytes: [String: Int])] = []
     private var unwritten: [String: Int] = [:]
     private var unwrittenTotal = 0
+    /// The last record asked for each task whose task.json is not yet on disk, with the
+    /// batch it went out in (nil: the batch being collected). What reads a task.json back
+    /// reads this first, so it never sees an older record than the one the daemon holds.
+    private var unwrittenRecords: [String: (snapshot: TaskSnapshot, sequence: UInt64?)] = [:]
+    private var collectingRecords: [String] = []
+    private var submittedRecords: [(sequence: UInt64, taskIDs: [String])] = []
 
     /// Called on the loop with every write that failed (a full disk, say).
     public var onWriteError: (FileError) -> Void = { error in
@@ -130,6 +136,8 @@ public final class ResultStore {
     }
 
     public func writeTask(_ snapshot: TaskSnapshot) {
+        let previous = unwrittenRecords.updateValue((snapshot, nil), forKey: snapshot.id)
+        if previous.map({ $0.sequence != nil }) ?? true { collectingRecords.append(snapshot.id) }
         batch.append(.replace(path: taskFile(snapshot.id)) {
             var bytes: [UInt8] = []
             JSONWriter.writeObject(snapshot.json(), into: &bytes)
@@ -137,6 +145,9 @@ public final class ResultStore {
             return bytes
         })
     }
+
+    /// The record last given to `writeTask` for a task whose task.json is not on disk yet.
+    public func unwrittenRecord(_ taskID: String) -> TaskSnapshot? { unwrittenRecords[taskID]?.snapshot }
 
     /// Removes an ended task's folder: queued, and handed to the writer in chunks of
     /// `RemovalQueue.chunkSize` (each before the other writes of its round), so that
@@ -251,6 +262,11 @@ public final class ResultStore {
             ownerBatches.append((sequence, batchOwners))
             batchOwners = [:]
         }
+        if !collectingRecords.isEmpty {
+            for id in collectingRecords { unwrittenRecords[id]?.sequence = sequence }
+            submittedRecords.append((sequence, collectingRecords))
+            collectingRecords = []
+        }
         journalWaiters.commit(sequence)
         writeWaiters.commit(sequence)
         durableWaiters.commit(sequence)
@@ -275,6 +291,11 @@ public final class ResultStore {
                 unwrittenTotal -= before - max(after, 0)
                 if before > drainedBelow && after <= drainedBelow { drained.append(owner) }
             }
+        }
+        while let first = submittedRecords.first, first.sequence <= progress.durable {
+            submittedRecords.removeFirst()
+            // Unless written again since, in a later batch.
+            for id in first.taskIDs where unwrittenRecords[id]?.sequence == first.sequence { unwrittenRecords[id] = nil }
         }
         if !hasWaiters { uv_unref(asHandle(wakeup)) }
         for (_, action) in journaled { action() }

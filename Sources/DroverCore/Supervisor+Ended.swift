@@ -101,10 +101,14 @@ extension Supervisor {
         ended[task.id] = TaskRow(published)
     }
 
-    /// A let-go task's record and request, read back from its task.json. If that file cannot
-    /// be read any more, a record built from its row says so.
+    /// A let-go task's record and request, read back from its task.json (or, while its last
+    /// record is still on its way there, that record). If that file cannot be read any more,
+    /// a record built from its row says so.
     func endedRecord(_ taskID: String) -> (snapshot: TaskSnapshot, request: TaskRequest?)? {
         guard let row = ended[taskID] else { return nil }
+        if let unwritten = store.unwrittenRecord(taskID) {
+            return (unwritten, unwritten.extra["request"]?.objectValue.flatMap { TaskRequest(json: $0, snapshot: unwritten) })
+        }
         do {
             let object = try JSONParser.parse(try store.folder.read("tasks/\(taskID)/task.json")).value.objectValue
             if let object, let snapshot = TaskSnapshot(json: object), snapshot.id == taskID {

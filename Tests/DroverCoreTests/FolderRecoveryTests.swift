@@ -77,6 +77,45 @@ import Testing
         #expect(try f.taskJSON("bg_0000000c")["duration_ms"] == 500)
     }
 
+    /// The new supervisor shows a lost task as lost at once, while its task.json, rewritten
+    /// on the writer thread, still says running on disk: what is read back of an ended task
+    /// is never older than what the supervisor holds.
+    @Test func aLostTaskReadsAsLostBeforeItsTaskJsonIsRewritten() throws {
+        let f = try Folder()
+        try f.task(f.snapshot("bg_0000000d", .running))
+        try f.journal([("bg_0000000d", .pending), ("bg_0000000d", .running)])
+        ProcessSetup.prepare()
+        let loop = EventLoop()
+        let store = try ResultStore(loop: loop, root: f.root, durable: false)
+        defer { store.close() }
+        let supervisor = Supervisor(loop: loop, config: Harness.testConfig(), store: store,
+                                    launch: WorkerLaunch(programDirectories: [], environment: [:]))
+        let timer = LoopTimer(loop: loop)
+        func spin(_ ms: Int) {
+            timer.start(after: ms) { loop.stop() }
+            loop.run()
+        }
+        // The disk stops keeping up: nothing recovery writes reaches task.json yet.
+        store.holdWriter(true)
+        let found = FolderRecovery.run(store: store)
+        for (snapshot, request) in found.ended { supervisor.adopt(ended: snapshot, request: request) }
+        spin(50)
+        #expect(try f.taskJSON("bg_0000000d")["status"] == "running", "the writer was held")
+        let shown = try #require(supervisor.view("bg_0000000d"))
+        #expect(shown.status == .error && shown.reason == .lost, "\(shown.status) \(String(describing: shown.reason))")
+        #expect(supervisor.request(of: "bg_0000000d")?.prompt == "x", "its request comes with it")
+        // Once written, it is read back from the disk, and nothing is held for it any more.
+        store.holdWriter(false)
+        store.whenWritten { loop.stop() }
+        loop.run()
+        #expect(try f.taskJSON("bg_0000000d")["status"] == "error")
+        #expect(eventually(withinMs: 5000) {
+            spin(10)
+            return store.unwrittenRecord("bg_0000000d") == nil
+        })
+        #expect(supervisor.view("bg_0000000d")?.reason == .lost)
+    }
+
     @Test func eachStateACrashLeavesIsFinishedOnce() throws {
         let f = try Folder()
         let endedWithoutLine = "bg_000000a1", startedWhilePending = "bg_000000b2", running = "bg_000000c3", queued = "bg_000000d4"

@@ -116,6 +116,23 @@ public struct CommandResult {
 
 public var droverExecutable: String { FileSystem.executableDirectory() + "/drover" }
 
+/// The folder another user runs the built programs from: a copy of drover and its companion
+/// programs (found beside it) in a folder anyone can enter, made once per test process and
+/// removed at its exit. The build folder may lie inside a private one (a checkout in a 0700
+/// folder, as `mktemp -d` makes), which another user cannot reach.
+public let programsForOtherUsers: String = {
+    guard let folder = try? temporaryFolder() else { return FileSystem.executableDirectory() }
+    chmod(folder, 0o755)
+    let built = FileSystem.executableDirectory()
+    for program in ["drover", "drover-mcp", "drover-warden", "drover-mock-agent", "drover-limits", "drover-adapter"] {
+        guard let bytes = try? FileSystem.read(built + "/" + program) else { continue }
+        try? FileSystem.writeFile(folder + "/" + program, bytes, mode: 0o755)
+        chmod(folder + "/" + program, 0o755)  // whatever the umask
+    }
+    atexit { removeTree(programsForOtherUsers) }
+    return folder
+}()
+
 /// Spawn attributes with an empty signal mask: a test runner's threads block signals, and a
 /// child would inherit that.
 func cleanSignalAttributes() -> posix_spawnattr_t {
@@ -175,7 +192,8 @@ public func runDrover(_ arguments: [String], in folder: String, user: String? = 
     let out = folder + "/.out"
     let err = folder + "/.err"
     // env -C runs drover in the folder (glibc's addchdir_np is not visible from Swift).
-    var command = ["/usr/bin/env", "-C", user == nil ? folder : "/"] + environment + [droverExecutable] + arguments
+    let executable = user == nil ? droverExecutable : programsForOtherUsers + "/drover"
+    var command = ["/usr/bin/env", "-C", user == nil ? folder : "/"] + environment + [executable] + arguments
     if let user { command = ["/usr/sbin/runuser", "-u", user, "--"] + command }
     let status = waitForExit(try spawn(command, stdout: out, stderr: err))
     return CommandResult(status: status, stdout: readText(out), stderr: readText(err))
